@@ -1,0 +1,276 @@
+#include "TrnAllocator.h"
+
+#include "TrnDevices.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+namespace torch_trn3 {
+
+namespace {
+
+using c10::CachingDeviceAllocator::DeviceStats;
+constexpr size_t kAggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+
+// Each device allocation is preceded by a header so the deleter knows which
+// device to credit without a global pointer map (no lock on the free path
+// beyond the device's stats mutex).
+struct alignas(64) AllocationHeader {
+  uint64_t magic;
+  uint64_t nbytes;
+  int32_t device;
+};
+constexpr uint64_t kMagic = 0x74726e336d656d31ULL;  // "trn3mem1"
+
+struct DeviceMemory {
+  std::mutex mutex;
+  DeviceStats stats;
+};
+
+std::vector<DeviceMemory>& devices_memory() {
+  static std::vector<DeviceMemory> memory(512);
+  return memory;
+}
+
+std::string format_bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[64];
+  snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
+  return buf;
+}
+
+void charge(c10::DeviceIndex device, size_t nbytes) {
+  auto& mem = devices_memory()[device];
+  std::lock_guard<std::mutex> lock(mem.mutex);
+  const auto& cfg = machine_config();
+  auto& allocated = mem.stats.allocated_bytes[kAggregate];
+  if (allocated.current + static_cast<int64_t>(nbytes) > cfg.hbm_bytes) {
+    mem.stats.num_ooms += 1;
+    TORCH_CHECK_WITH(
+        OutOfMemoryError, false, "trn out of memory on logical device ",
+        static_cast<int>(device), " (trn:", static_cast<int>(device),
+        "): tried to allocate ", format_bytes(nbytes), "; the device has ",
+        format_bytes(cfg.hbm_bytes), " of HBM (", cfg.chip_name, ", LNC=",
+        cfg.lnc, ") of which ", format_bytes(allocated.current),
+        " is already allocated.");
+  }
+  for (auto* s : {&mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
+                  &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
+    (*s)[kAggregate].increase(nbytes);
+  }
+  mem.stats.allocation[kAggregate].increase(1);
+  mem.stats.segment[kAggregate].increase(1);
+  mem.stats.active[kAggregate].increase(1);
+  mem.stats.num_device_alloc += 1;
+}
+
+void credit(c10::DeviceIndex device, size_t nbytes) {
+  auto& mem = devices_memory()[device];
+  std::lock_guard<std::mutex> lock(mem.mutex);
+  for (auto* s : {&mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
+                  &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
+    (*s)[kAggregate].decrease(nbytes);
+  }
+  mem.stats.allocation[kAggregate].decrease(1);
+  mem.stats.segment[kAggregate].decrease(1);
+  mem.stats.active[kAggregate].decrease(1);
+  mem.stats.num_device_free += 1;
+}
+
+void free_device_memory(void* ctx) {
+  auto* header = static_cast<AllocationHeader*>(ctx);
+  TORCH_INTERNAL_ASSERT(header->magic == kMagic, "corrupt trn allocation header");
+  credit(static_cast<c10::DeviceIndex>(header->device), header->nbytes);
+  header->magic = 0;
+  c10::free_cpu(header);
+}
+
+void free_nothing(void*) {}
+
+class TrnDeviceAllocator final : public c10::DeviceAllocator {
+ public:
+  c10::DataPtr allocate(size_t nbytes) override {
+    return allocate_device_memory(nbytes, current_device());
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    std::memcpy(dest, src, count);
+  }
+  bool initialized() override { return devices_initialized(); }
+  void emptyCache(c10::MempoolId_t) override {}  // nothing is cached
+  void recordStream(const c10::DataPtr&, c10::Stream) override {}
+  DeviceStats getDeviceStats(c10::DeviceIndex device) override {
+    check_device_index(device);
+    auto& mem = devices_memory()[device];
+    std::lock_guard<std::mutex> lock(mem.mutex);
+    return mem.stats;
+  }
+  void resetAccumulatedStats(c10::DeviceIndex device) override {
+    check_device_index(device);
+    auto& mem = devices_memory()[device];
+    std::lock_guard<std::mutex> lock(mem.mutex);
+    auto reset = [](c10::CachingAllocator::StatArray& a) {
+      for (auto& s : a) s.reset_accumulated();
+    };
+    for (auto* a : {&mem.stats.allocation, &mem.stats.segment, &mem.stats.active,
+                    &mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
+                    &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
+      reset(*a);
+    }
+    mem.stats.num_ooms = 0;
+    mem.stats.num_device_alloc = 0;
+    mem.stats.num_device_free = 0;
+  }
+  void resetPeakStats(c10::DeviceIndex device) override {
+    check_device_index(device);
+    auto& mem = devices_memory()[device];
+    std::lock_guard<std::mutex> lock(mem.mutex);
+    for (auto* a : {&mem.stats.allocation, &mem.stats.segment, &mem.stats.active,
+                    &mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
+                    &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
+      for (auto& s : *a) s.reset_peak();
+    }
+  }
+  std::pair<size_t, size_t> getMemoryInfo(c10::DeviceIndex device) override {
+    check_device_index(device);
+    auto& mem = devices_memory()[device];
+    std::lock_guard<std::mutex> lock(mem.mutex);
+    const size_t total = machine_config().hbm_bytes;
+    const size_t used = mem.stats.allocated_bytes[kAggregate].current;
+    return {total - used, total};
+  }
+};
+
+TrnDeviceAllocator g_device_allocator;
+
+thread_local int t_kernel_device = -1;
+
+// CPU allocator used while a trn op's CPU kernel runs: allocations made on the
+// op's thread come from the trn device (tagged CPU so the kernel accepts them).
+class KernelScratchAllocator final : public c10::Allocator {
+ public:
+  explicit KernelScratchAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
+  c10::DataPtr allocate(size_t nbytes) override {
+    if (t_kernel_device < 0) return fallback_->allocate(nbytes);
+    auto ptr = allocate_device_memory(nbytes, static_cast<c10::DeviceIndex>(t_kernel_device));
+    ptr.unsafe_set_device(c10::Device(c10::DeviceType::CPU));
+    return ptr;
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return fallback_->raw_deleter(); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    std::memcpy(dest, src, count);
+  }
+
+ private:
+  c10::Allocator* fallback_;
+};
+
+std::mutex g_pinned_mutex;
+std::unordered_set<const void*> g_pinned;
+
+void free_pinned(void* ptr) {
+  {
+    std::lock_guard<std::mutex> lock(g_pinned_mutex);
+    g_pinned.erase(ptr);
+  }
+  c10::free_cpu(ptr);
+}
+
+// Host memory the device can DMA from directly (on the emulator: tracked so
+// `is_pinned()` answers like CUDA's).
+class PinnedHostAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t nbytes) override {
+    void* data = nbytes ? c10::alloc_cpu(nbytes) : nullptr;
+    if (data) {
+      std::lock_guard<std::mutex> lock(g_pinned_mutex);
+      g_pinned.insert(data);
+    }
+    return {data, data, &free_pinned, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &free_pinned; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    std::memcpy(dest, src, count);
+  }
+};
+
+PinnedHostAllocator g_pinned_allocator;
+
+}  // namespace
+
+c10::DataPtr allocate_device_memory(size_t nbytes, c10::DeviceIndex device) {
+  check_device_index(device);
+  const c10::Device dev(c10::DeviceType::PrivateUse1, device);
+  if (nbytes == 0) return {nullptr, nullptr, &free_nothing, dev};
+  charge(device, nbytes);
+  void* raw = nullptr;
+  try {
+    raw = c10::alloc_cpu(sizeof(AllocationHeader) + nbytes);
+  } catch (...) {
+    credit(device, nbytes);
+    throw;
+  }
+  auto* header = static_cast<AllocationHeader*>(raw);
+  header->magic = kMagic;
+  header->nbytes = nbytes;
+  header->device = device;
+  return {header + 1, header, &free_device_memory, dev};
+}
+
+bool is_device_memory(const c10::DataPtr& ptr) {
+  return ptr.get_deleter() == &free_device_memory;
+}
+
+c10::DeviceAllocator* device_allocator() { return &g_device_allocator; }
+
+KernelDeviceScope::KernelDeviceScope(c10::DeviceIndex device) : previous_(t_kernel_device) {
+  t_kernel_device = device;
+}
+KernelDeviceScope::~KernelDeviceScope() { t_kernel_device = previous_; }
+
+void install_kernel_scratch_allocator() {
+  static KernelScratchAllocator* scratch = [] {
+    auto* a = new KernelScratchAllocator(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(a, /*priority=*/100);
+    return a;
+  }();
+  (void)scratch;
+}
+
+c10::Allocator* pinned_host_allocator() { return &g_pinned_allocator; }
+
+bool is_pinned_host_ptr(const void* ptr) {
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  return g_pinned.count(ptr) > 0;
+}
+
+void resize_device_storage(const c10::Storage& storage, size_t new_nbytes) {
+  auto* impl = storage.unsafeGetStorageImpl();
+  TORCH_CHECK(impl->resizable(), "Trying to resize storage that is not resizable");
+  const size_t old_nbytes = impl->nbytes();
+  if (new_nbytes == old_nbytes) return;
+  const auto device = storage.device().index();
+  c10::DataPtr fresh = allocate_device_memory(new_nbytes, device);
+  const size_t keep = std::min(old_nbytes, new_nbytes);
+  if (keep > 0 && impl->data() != nullptr) {
+    std::memcpy(fresh.get(), impl->data(), keep);
+  }
+  impl->set_data_ptr_noswap(std::move(fresh));
+  impl->set_nbytes(new_nbytes);
+}
+
+REGISTER_ALLOCATOR(c10::DeviceType::PrivateUse1, &g_device_allocator)
+
+}  // namespace torch_trn3
