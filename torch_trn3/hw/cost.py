@@ -1,0 +1,404 @@
+"""Per-op cost: which engine runs an op and how long it takes.
+
+Every op is a roofline plus fixed costs::
+
+    time_s = max(compute_s, memory_s) + overhead_s + intercore_s
+
+- ``compute_s``: the engine's busy time at the spec's clocks and widths,
+  split over the device's LNC cores.
+- ``memory_s``: the op's HBM traffic at the device's share of HBM bandwidth
+  (operands are read once and results written once: SBUF reuse is assumed
+  perfect, so this is a lower bound on traffic).
+- ``overhead_s``: the fixed issue cost of each instruction the busiest core
+  runs (DMA: one fixed cost per transfer). It is not hidden by the roofline
+  because the engine stalls while it issues.
+- ``intercore_s``: on a device of more cores than ``chip.intercore.free_lnc``
+  (LNC=8), one barrier per op plus moving the share ``(lnc - 1) / lnc`` of
+  the op's inputs that lives next to other cores. This is why LNC=8 never
+  does more work per core-second than LNC=2: compute, HBM and issue
+  core-seconds are at best equal, and LNC=8 alone pays this term.
+
+All numbers come from the device's :class:`~.specs.ChipSpec`.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from math import ceil
+from typing import Optional, Tuple
+
+from .lnc import LogicalDeviceSpec
+from .specs import canonical_dtype, dtype_bytes
+
+_MX_DTYPES = ("mxfp8", "mxfp4")
+
+
+class Engine(enum.Enum):
+    """The unit an op is charged to. ``value`` is a small int index."""
+
+    def __new__(cls, index: int, doc: str):
+        member = object.__new__(cls)
+        member._value_ = index
+        member.__doc__ = doc
+        return member
+
+    TENSOR = (0, "Systolic-array matmuls (mm, bmm, addmm, linear, conv, "
+                 "_scaled_mm, _grouped_mm): out = stationary^T @ moving, "
+                 "FP32 accumulation in PSUM over 128-row K tiles.")
+    VECTOR = (1, "Ops where each output depends on many inputs: reductions, "
+                 "softmax, layer/batch-norm statistics, scans.")
+    SCALAR = (2, "1:1 element-wise ops (arithmetic, activations, exp); "
+                 "transcendentals run at the spec's transcendental rate.")
+    GPSIMD = (3, "General-purpose SIMD cores: gathers, scatters, indexing, "
+                 "sort and custom ops (anything that is not a dense pattern).")
+    DMA = (4, "DMA engines: copies, dtype casts by copy, concatenation and "
+              "layout changes; transposes ride along at no compute cost.")
+    COLLECTIVE = (5, "Dedicated collective-communication cores, separate "
+                     "from compute, so collectives overlap compute.")
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The modelled cost of one op on one logical device."""
+
+    engine: Engine
+    #: Arithmetic operations (matmul: 2*m*n*k dense-equivalent; lane
+    #: engines: one per element processed; DMA: 0).
+    flops: float
+    #: Bytes read from plus written to HBM.
+    hbm_bytes: int
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    intercore_s: float
+    #: ``max(compute_s, memory_s) + overhead_s + intercore_s``.
+    time_s: float
+    #: Tensor Engine only: fraction of the array's PEs doing useful work
+    #: while it streams (K fill x M fill).
+    utilisation: Optional[float] = None
+    #: Instructions issued on the busiest core (DMA: transfers).
+    instructions: int = 0
+    #: Plain-English remarks, e.g. "K=64 fills 50% of the 128-row array".
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def bound(self) -> str:
+        """"compute" or "memory": which side of the roofline sets the time."""
+        return "memory" if self.memory_s > self.compute_s else "compute"
+
+
+def _zero_cost(engine: Engine) -> OpCost:
+    return OpCost(engine, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def intercore_time(dev: LogicalDeviceSpec, input_bytes: float) -> float:
+    """Inter-core cost of spreading one op with ``input_bytes`` over ``dev``.
+
+    Zero up to ``free_lnc`` cores; beyond, one barrier plus the remote share
+    ``(lnc - 1) / lnc`` of the inputs at the spec's core-to-core bandwidth
+    (the model does not know where the compiler placed data, so it assumes
+    inputs are spread evenly over the cores).
+    """
+    spec = dev.chip.intercore
+    if dev.lnc <= spec.free_lnc:
+        return 0.0
+    remote = input_bytes * (dev.lnc - 1) / dev.lnc
+    return spec.sync_s + remote / spec.bytes_per_s
+
+
+def _roofline(dev, engine, flops, hbm_bytes, compute_s, overhead_s,
+              input_bytes, utilisation=None, instructions=0, notes=()):
+    """Assemble an :class:`OpCost` from its parts (the one place time is summed)."""
+    hbm_bytes = int(ceil(hbm_bytes))
+    memory_s = hbm_bytes / dev.hbm_bytes_per_s
+    intercore_s = intercore_time(dev, input_bytes) if input_bytes else 0.0
+    time_s = max(compute_s, memory_s) + overhead_s + intercore_s
+    return OpCost(engine, flops, hbm_bytes, compute_s, memory_s, overhead_s,
+                  intercore_s, time_s, utilisation, instructions, tuple(notes))
+
+
+# ---------------------------------------------------------------------------
+# Tensor Engine
+# ---------------------------------------------------------------------------
+
+def _default_out_dtype(dtype: str) -> str:
+    """PSUM results leave as the input dtype, or BF16 for 8/4-bit inputs."""
+    return "bf16" if dtype in ("fp8",) + _MX_DTYPES else dtype
+
+
+def matmul_cost(dev: LogicalDeviceSpec, m: int, n: int, k: int, batch: int = 1,
+                dtype: str = "bf16", out_dtype: Optional[str] = None,
+                sparsity: Optional[str] = None) -> OpCost:
+    """Cost of ``batch`` matmuls ``[m, k] @ [k, n]`` on the Tensor Engine.
+
+    Tiling follows the hardware instruction ``out[M, N] = stationary[K, M]^T
+    @ moving[K, N]``: K in tiles of the array's rows (128; 512 on the MX
+    array), M in tiles of its 128 columns, N in chunks of up to 512 moving
+    columns, one column per cycle. A partly filled tile still costs the full
+    array, which is what ``utilisation`` reports. Output tiles are spread
+    over the device's cores (K stays on one core: PSUM accumulates locally).
+    ``sparsity`` ("4:8", "4:16", MX dtypes only) multiplies throughput by the
+    spec's dense-equivalent factor. Convolutions are charged as their GEMM.
+    """
+    if min(m, n, k, batch) < 0:
+        raise ValueError(f"matmul dims must be >= 0, got m={m} n={n} k={k} batch={batch}")
+    if 0 in (m, n, k, batch):
+        return _zero_cost(Engine.TENSOR)
+    name = canonical_dtype(dtype)
+    out_name = canonical_dtype(out_dtype) if out_dtype else _default_out_dtype(name)
+    tensor = dev.chip.tensor
+    array, passes = tensor.array_for(name)
+    notes = []
+
+    speedup = 1.0
+    if sparsity is not None:
+        if name not in _MX_DTYPES:
+            raise ValueError(
+                f"structured sparsity {sparsity!r} needs an MX dtype "
+                f"{list(_MX_DTYPES)}, got {dtype!r}"
+            )
+        speedup = tensor.sparse_factor(sparsity)
+        notes.append(f"{sparsity} sparsity: {speedup:g}x dense MX throughput")
+    if name in _MX_DTYPES and not tensor.mx_native:
+        notes.append(f"{dev.chip.name} has no MX hardware: modelled at its FP8 rate")
+    if passes > 1:
+        notes.append(f"{name} takes {passes} passes through the array "
+                     f"(1/{passes} of the BF16 rate)")
+
+    k_tiles = ceil(k / array.rows)
+    m_tiles = ceil(m / array.cols)
+    n_tiles = ceil(n / array.max_moving)
+    k_fill = k / (k_tiles * array.rows)
+    m_fill = m / (m_tiles * array.cols)
+    if k_fill < 1:
+        notes.append(f"K={k} fills {k_fill:.0%} of the {array.rows}-row array "
+                     f"over {k_tiles} K tile(s)")
+    if m_fill < 1:
+        notes.append(f"M={m} fills {m_fill:.0%} of the {array.cols} stationary "
+                     f"columns over {m_tiles} M tile(s)")
+    if n < array.max_moving:
+        notes.append(f"N={n} streams fewer than {array.max_moving} columns per "
+                     "instruction, so the fixed issue cost weighs more")
+
+    # Each output tile (batch x M tile x N chunk) runs its K tiles on one core.
+    out_tiles = batch * m_tiles * n_tiles
+    busiest = ceil(out_tiles / dev.cores)          # output tiles on the busiest core
+    if out_tiles < dev.cores:
+        notes.append(f"output tiles occupy only {out_tiles} of {dev.cores} cores")
+    total_cycles = batch * m_tiles * k_tiles * n * passes / speedup
+    compute_s = total_cycles * busiest / out_tiles / tensor.clock_hz
+    instructions = busiest * k_tiles
+    overhead_s = instructions * tensor.issue_overhead_cycles / tensor.clock_hz
+
+    in_bytes = batch * (m * k + k * n) * dtype_bytes(name)
+    out_bytes = batch * m * n * dtype_bytes(out_name)
+    if sparsity is not None:
+        notes.append("HBM traffic counts dense operands")
+    return _roofline(dev, Engine.TENSOR, 2.0 * batch * m * n * k,
+                     in_bytes + out_bytes, compute_s, overhead_s, in_bytes,
+                     utilisation=k_fill * m_fill, instructions=instructions,
+                     notes=notes)
+
+
+# ---------------------------------------------------------------------------
+# Lane engines (Scalar, Vector, GpSimd)
+# ---------------------------------------------------------------------------
+
+def _lane_cost(dev, engine, spec, elems, elems_per_s_per_core, hbm_bytes,
+               input_bytes, notes=()):
+    """Cost of streaming ``elems`` elements through a lane engine of ``dev``."""
+    if elems <= 0:
+        return _zero_cost(engine)
+    instructions = ceil(ceil(elems / spec.elems_per_instruction) / dev.cores)
+    compute_s = elems / (elems_per_s_per_core * dev.cores)
+    overhead_s = instructions * spec.issue_overhead_cycles / spec.clock_hz
+    return _roofline(dev, engine, float(elems), hbm_bytes, compute_s,
+                     overhead_s, input_bytes, instructions=instructions,
+                     notes=notes)
+
+
+def elementwise_cost(dev: LogicalDeviceSpec, numel: int, dtype: str,
+                     transcendental: bool = False, n_inputs: int = 1) -> OpCost:
+    """A 1:1 element-wise op on the Scalar Engine.
+
+    Reads ``n_inputs`` tensors of ``numel`` elements and writes one.
+    Transcendentals (exp, tanh, ...) run at the spec's transcendental rate
+    (Trainium3: 4x Trainium2's per cycle).
+    """
+    scalar = dev.chip.scalar
+    rate = scalar.transcendental_elems_per_s if transcendental else scalar.elems_per_s
+    size = dtype_bytes(dtype)
+    return _lane_cost(dev, Engine.SCALAR, scalar, numel, rate,
+                      (n_inputs + 1) * numel * size, n_inputs * numel * size)
+
+
+def reduction_cost(dev: LogicalDeviceSpec, numel_in: int, numel_out: int,
+                   dtype: str) -> OpCost:
+    """A reduction, norm or softmax on the Vector Engine.
+
+    Streams ``numel_in`` elements and writes ``numel_out`` (a softmax or a
+    norm writes as many as it reads; a sum writes fewer).
+    """
+    vector = dev.chip.vector
+    size = dtype_bytes(dtype)
+    return _lane_cost(dev, Engine.VECTOR, vector, numel_in, vector.elems_per_s,
+                      (numel_in + numel_out) * size, numel_in * size)
+
+
+def gpsimd_cost(dev: LogicalDeviceSpec, numel: int, dtype: str,
+                passes: float = 1.0) -> OpCost:
+    """A gather, scatter, indexing, sort or custom op on GpSimd.
+
+    Reads and writes ``numel`` elements once; ``passes`` scales the work for
+    ops that touch each element more than once (a sort: about log2(numel)).
+    """
+    gpsimd = dev.chip.gpsimd
+    size = dtype_bytes(dtype)
+    return _lane_cost(dev, Engine.GPSIMD, gpsimd, numel * passes,
+                      gpsimd.elems_per_s, 2 * numel * size, numel * size)
+
+
+# ---------------------------------------------------------------------------
+# DMA
+# ---------------------------------------------------------------------------
+
+def dma_cost(dev: LogicalDeviceSpec, nbytes: int, transpose: bool = False) -> OpCost:
+    """A device-to-device copy of ``nbytes`` on the DMA engines.
+
+    The copy reads and writes ``nbytes`` of HBM. A transposing copy costs the
+    same: the hardware transposes in the background, at zero compute, but the
+    bytes still move. (A transpose that is only a view is not an op at all.)
+    The chip's DMA engines reach all of HBM, so there is no inter-core term.
+    """
+    if nbytes <= 0:
+        return _zero_cost(Engine.DMA)
+    notes = ("transpose is free: done by the hardware during the copy",) if transpose else ()
+    return _roofline(dev, Engine.DMA, 0.0, 2 * nbytes,
+                     nbytes / dev.dma_bytes_per_s, dev.chip.dma.issue_overhead_s,
+                     0, instructions=1, notes=notes)
+
+
+# ---------------------------------------------------------------------------
+# ATen op classification
+# ---------------------------------------------------------------------------
+
+_TENSOR_OPS = frozenset({
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "dot",
+    "vdot", "mv", "addmv", "addr", "outer", "einsum", "tensordot",
+    "convolution", "convolution_overrideable", "convolution_backward",
+    "convolution_backward_overrideable", "_convolution", "conv1d", "conv2d",
+    "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "_scaled_mm", "_scaled_grouped_mm", "_grouped_mm", "_int_mm",
+    "_scaled_dot_product_attention_math", "scaled_dot_product_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_efficient_attention_forward", "_efficient_attention_backward",
+    "_flash_attention_forward", "_flash_attention_backward",
+})
+
+_VECTOR_OPS = frozenset({
+    "sum", "nansum", "mean", "nanmean", "prod", "max", "min", "amax", "amin",
+    "aminmax", "argmax", "argmin", "all", "any", "var", "std", "var_mean",
+    "std_mean", "norm", "linalg_vector_norm", "logsumexp", "count_nonzero",
+    "softmax", "_softmax", "log_softmax", "_log_softmax",
+    "_softmax_backward_data", "_log_softmax_backward_data",
+    "layer_norm", "native_layer_norm", "native_layer_norm_backward",
+    "rms_norm", "_fused_rms_norm", "_fused_rms_norm_backward",
+    "group_norm", "native_group_norm", "native_group_norm_backward",
+    "batch_norm", "native_batch_norm", "native_batch_norm_backward",
+    "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+    "_batch_norm_with_update", "batch_norm_backward",
+    "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp",
+    "max_pool2d", "max_pool2d_with_indices", "max_pool2d_with_indices_backward",
+    "avg_pool2d", "avg_pool2d_backward", "adaptive_avg_pool2d",
+    "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward",
+    "nll_loss", "nll_loss_forward", "nll_loss_backward", "cross_entropy_loss",
+    "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
+    "_foreach_norm",
+})
+
+_GPSIMD_OPS = frozenset({
+    "index", "_index_put_impl", "index_put", "index_select", "index_add",
+    "index_copy", "index_fill", "gather", "scatter", "scatter_add",
+    "scatter_reduce", "masked_select", "masked_scatter", "take",
+    "take_along_dim", "embedding", "embedding_dense_backward",
+    "embedding_backward", "_embedding_bag", "_embedding_bag_backward",
+    "sort", "argsort", "topk", "kthvalue", "median", "nanmedian", "mode",
+    "unique", "_unique", "_unique2", "unique_consecutive", "unique_dim",
+    "nonzero", "nonzero_static", "searchsorted", "bucketize", "histc",
+    "bincount", "multinomial", "randperm", "repeat_interleave",
+    "put", "flip", "roll",
+})
+
+_DMA_OPS = frozenset({
+    "copy", "_copy_from", "_copy_from_and_resize", "_to_copy", "to", "clone",
+    "contiguous", "cat", "_cat", "stack", "hstack", "vstack", "repeat",
+    "narrow_copy", "slice_copy", "select_copy", "transpose_copy",
+    "permute_copy", "t_copy", "expand_copy", "view_copy", "unfold_copy",
+    "split_copy", "split_with_sizes_copy", "constant_pad_nd", "pad",
+    "fill", "zero", "zeros_like", "ones_like", "full_like", "empty_like",
+    "new_zeros", "new_ones", "new_full", "_foreach_copy", "tril", "triu",
+})
+
+#: Binary ``max``/``min`` overloads are element-wise, not reductions.
+_ELEMENTWISE_OVERLOADS = frozenset({"other", "out_other"})
+
+#: Namespaces of the collective ops (c10d and functional collectives).
+_COLLECTIVE_NAMESPACES = frozenset({"c10d", "_c10d_functional",
+                                    "_c10d_functional_autograd", "_dtensor",
+                                    "symm_mem"})
+
+_TRANSCENDENTAL_OPS = frozenset({
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sigmoid",
+    "log_sigmoid", "log_sigmoid_forward", "logit", "tanh", "sin", "cos",
+    "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh",
+    "atanh", "erf", "erfc", "erfinv", "gelu", "gelu_backward", "silu",
+    "silu_backward", "mish", "mish_backward", "softplus", "elu", "selu",
+    "celu", "pow", "float_power", "sqrt", "rsqrt", "lgamma", "digamma",
+    "logaddexp", "logaddexp2", "xlogy", "special_erfcx", "glu",
+    "softplus_backward", "elu_backward",
+})
+
+
+def _split_name(aten_name: str) -> "tuple[str, str, str]":
+    """("aten", "add", "Tensor") from "aten::add_.Tensor"; in-place "_" dropped."""
+    namespace, sep, rest = aten_name.partition("::")
+    if not sep:
+        namespace, rest = "aten", aten_name
+    base, _, overload = rest.partition(".")
+    if base.endswith("_") and not base.endswith("__"):
+        base = base[:-1]
+    return namespace, base, overload
+
+
+def engine_for_op(aten_name: str) -> Engine:
+    """The engine an op named like ``"aten::add_.Tensor"`` is charged to.
+
+    Explicit tables pick matmul-class, reduction/norm, gather/sort and copy
+    ops; any other ``aten`` op is taken as 1:1 element-wise (Scalar). Ops of
+    other namespaces are custom ops and run on GpSimd, except collectives.
+    """
+    namespace, base, overload = _split_name(aten_name)
+    if namespace in _COLLECTIVE_NAMESPACES:
+        return Engine.COLLECTIVE
+    if namespace not in ("aten", "prims"):
+        return Engine.GPSIMD
+    if base in _TENSOR_OPS:
+        return Engine.TENSOR
+    if base in _VECTOR_OPS:
+        if base in ("max", "min") and overload in _ELEMENTWISE_OVERLOADS:
+            return Engine.SCALAR
+        return Engine.VECTOR
+    if base in _GPSIMD_OPS:
+        return Engine.GPSIMD
+    if base in _DMA_OPS:
+        return Engine.DMA
+    return Engine.SCALAR
+
+
+def is_transcendental(aten_name: str) -> bool:
+    """True for element-wise ops the Scalar Engine runs at its exp rate."""
+    return _split_name(aten_name)[1] in _TRANSCENDENTAL_OPS
