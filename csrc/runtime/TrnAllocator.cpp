@@ -19,8 +19,9 @@ using c10::CachingDeviceAllocator::DeviceStats;
 constexpr size_t kAggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
 
 // Each device allocation is preceded by a header so the deleter knows which
-// device to credit without a global pointer map (no lock on the free path
-// beyond the device's stats mutex).
+// device to credit. The DataPtr's context is the data pointer itself (as the
+// CPU allocator's is), because CPU libraries that use Allocator::raw_allocate
+// (oneDNN under bf16) require it.
 struct alignas(64) AllocationHeader {
   uint64_t magic;
   uint64_t nbytes;
@@ -89,12 +90,25 @@ void credit(c10::DeviceIndex device, size_t nbytes) {
   mem.stats.num_device_free += 1;
 }
 
-void free_device_memory(void* ctx) {
-  auto* header = static_cast<AllocationHeader*>(ctx);
+// Device allocations made through the kernel-scratch CPU allocator, so its
+// raw deleter can tell them from the host allocator's.
+std::mutex g_scratch_mutex;
+std::unordered_set<void*> g_scratch_live;
+
+void free_device_memory(void* data) {
+  auto* header = static_cast<AllocationHeader*>(data) - 1;
   TORCH_INTERNAL_ASSERT(header->magic == kMagic, "corrupt trn allocation header");
   credit(static_cast<c10::DeviceIndex>(header->device), header->nbytes);
   header->magic = 0;
   c10::free_cpu(header);
+}
+
+void free_scratch_memory(void* data) {
+  {
+    std::lock_guard<std::mutex> lock(g_scratch_mutex);
+    g_scratch_live.erase(data);
+  }
+  free_device_memory(data);
 }
 
 void free_nothing(void*) {}
@@ -161,14 +175,38 @@ thread_local int t_kernel_device = -1;
 // op's thread come from the trn device (tagged CPU so the kernel accepts them).
 class KernelScratchAllocator final : public c10::Allocator {
  public:
-  explicit KernelScratchAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
+  // Frees memory from Allocator::raw_allocate: ours or the host allocator's.
+  static void raw_free(void* data) {
+    bool ours = false;
+    {
+      std::lock_guard<std::mutex> lock(g_scratch_mutex);
+      ours = g_scratch_live.count(data) > 0;
+    }
+    if (ours) {
+      free_scratch_memory(data);
+    } else {
+      instance_fallback_raw_deleter(data);
+    }
+  }
+  static c10::DeleterFnPtr instance_fallback_raw_deleter;
+
+  explicit KernelScratchAllocator(c10::Allocator* fallback) : fallback_(fallback) {
+    instance_fallback_raw_deleter = fallback->raw_deleter();
+  }
   c10::DataPtr allocate(size_t nbytes) override {
-    if (t_kernel_device < 0) return fallback_->allocate(nbytes);
+    if (t_kernel_device < 0 || nbytes == 0) return fallback_->allocate(nbytes);
     auto ptr = allocate_device_memory(nbytes, static_cast<c10::DeviceIndex>(t_kernel_device));
     ptr.unsafe_set_device(c10::Device(c10::DeviceType::CPU));
+    {
+      std::lock_guard<std::mutex> lock(g_scratch_mutex);
+      g_scratch_live.insert(ptr.get());
+    }
+    if (!ptr.compare_exchange_deleter(&free_device_memory, &free_scratch_memory)) {
+      TORCH_INTERNAL_ASSERT(false, "trn scratch allocation without a device deleter");
+    }
     return ptr;
   }
-  c10::DeleterFnPtr raw_deleter() const override { return fallback_->raw_deleter(); }
+  c10::DeleterFnPtr raw_deleter() const override { return &raw_free; }
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     std::memcpy(dest, src, count);
   }
@@ -176,6 +214,8 @@ class KernelScratchAllocator final : public c10::Allocator {
  private:
   c10::Allocator* fallback_;
 };
+
+c10::DeleterFnPtr KernelScratchAllocator::instance_fallback_raw_deleter = nullptr;
 
 std::mutex g_pinned_mutex;
 std::unordered_set<const void*> g_pinned;
@@ -226,11 +266,11 @@ c10::DataPtr allocate_device_memory(size_t nbytes, c10::DeviceIndex device) {
   header->magic = kMagic;
   header->nbytes = nbytes;
   header->device = device;
-  return {header + 1, header, &free_device_memory, dev};
+  return {header + 1, header + 1, &free_device_memory, dev};
 }
 
 bool is_device_memory(const c10::DataPtr& ptr) {
-  return ptr.get_deleter() == &free_device_memory;
+  return ptr.get_deleter() == &free_device_memory || ptr.get_deleter() == &free_scratch_memory;
 }
 
 c10::DeviceAllocator* device_allocator() { return &g_device_allocator; }

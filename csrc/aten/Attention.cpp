@@ -1,0 +1,30 @@
+// scaled_dot_product_attention on trn picks its backend through a
+// DispatchStub, not an op, so the boxed fallback never sees the choice: an
+// unregistered device silently gets the unfused math path (different
+// rounding from the CPU and ~2x slower). Registering the stub for trn makes
+// SDPA choose exactly as the CPU does; the chosen kernel
+// (_scaled_dot_product_flash_attention_for_cpu) then runs via the fallback.
+#include "CpuAlias.h"
+
+#include <ATen/native/transformers/attention.h>
+#include <ATen/ops/_fused_sdp_choice.h>
+
+namespace torch_trn3 {
+namespace {
+
+int64_t trn_fused_sdp_choice(const at::Tensor& query, const at::Tensor& key,
+                             const at::Tensor& value, const std::optional<at::Tensor>& attn_mask,
+                             double dropout_p, bool is_causal, std::optional<double> scale,
+                             bool enable_gqa) {
+  std::optional<at::Tensor> mask;
+  if (attn_mask && attn_mask->defined()) mask = cpu_alias(*attn_mask);
+  return at::_fused_sdp_choice(cpu_alias(query), cpu_alias(key), cpu_alias(value), mask,
+                               dropout_p, is_causal, scale, enable_gqa);
+}
+
+}  // namespace
+}  // namespace torch_trn3
+
+namespace at::native {
+REGISTER_PRIVATEUSE1_DISPATCH(_fused_sdp_choice_stub, &torch_trn3::trn_fused_sdp_choice)
+}
