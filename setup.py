@@ -6,6 +6,10 @@ already installed (pinned to 2.13.0) instead of resolving another one.
 import glob
 import os
 
+# Building must not autoload an already-installed torch_trn3 (whose _C may be
+# the very file being rebuilt).
+os.environ["TORCH_DEVICE_BACKEND_AUTOLOAD"] = "0"
+
 from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension
 

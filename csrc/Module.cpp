@@ -1,4 +1,5 @@
 // torch_trn3._C: the Python entry points of the C++ core.
+#include "aten/OpCharging.h"
 #include "runtime/TrnAllocator.h"
 #include "runtime/TrnClock.h"
 #include "runtime/TrnDevices.h"
@@ -52,6 +53,36 @@ py::dict memory_stats(int device) {
   return result;
 }
 
+py::list to_py(const std::vector<TensorDesc>& descs) {
+  py::list out;
+  for (const auto& d : descs) out.append(py::make_tuple(py::tuple(py::cast(d.sizes)), d.dtype));
+  return out;
+}
+
+// Wraps the Python chip model's cost function for the C++ core (called with
+// the GIL released by the op's Python binding, so it takes it back).
+void set_python_cost_function(py::object fn) {
+  if (fn.is_none()) {
+    set_cost_function(nullptr);
+    return;
+  }
+  // Deliberately never freed: the C++ global holding it is destroyed after
+  // the interpreter, when dropping a Python reference would crash.
+  auto* holder = new py::object(std::move(fn));
+  set_cost_function([holder](const std::string& op, const std::vector<TensorDesc>& inputs,
+                             const std::vector<TensorDesc>& outputs) {
+    OpCharge charge;
+    if (!Py_IsInitialized()) return charge;
+    py::gil_scoped_acquire gil;
+    py::tuple r = (*holder)(op, to_py(inputs), to_py(outputs));
+    charge.engine = r[0].cast<int>();
+    charge.seconds = r[1].cast<double>();
+    charge.flops = r[2].cast<double>();
+    charge.bytes = r[3].cast<double>();
+    return charge;
+  });
+}
+
 void init(int device_count, int64_t hbm_bytes, int lnc, int chips, const std::string& chip_name) {
   MachineConfig config;
   config.device_count = device_count;
@@ -93,9 +124,26 @@ PYBIND11_MODULE(_C, m) {
   m.def("_stream_now", [](int d, int64_t stream) {
     return stream_now(static_cast<c10::DeviceIndex>(d), stream);
   });
-  m.def("_advance_stream", [](int d, int64_t stream, double seconds) {
-    return advance_stream(static_cast<c10::DeviceIndex>(d), stream, seconds);
-  });
   m.def("_device_now", [](int d) { return device_now(static_cast<c10::DeviceIndex>(d)); });
+  m.def("_engine_busy", [](int d) { return engine_busy(static_cast<c10::DeviceIndex>(d)); });
   m.def("_reset_clocks", &reset_clocks);
+  m.def("_event_elapsed_ms", [](uintptr_t start, uintptr_t end) {
+    return event_elapsed_ms(reinterpret_cast<void*>(start), reinterpret_cast<void*>(end));
+  });
+  m.def("_set_cost_function", &set_python_cost_function,
+        "fn(op, inputs, outputs) -> (engine, seconds, flops, bytes); inputs/outputs are "
+        "lists of (sizes, dtype name)");
+  m.def("_set_model_enabled", &set_model_enabled);
+  m.def("_model_enabled", &model_enabled);
+  m.def("_clear_cost_cache", &clear_cost_cache);
+  m.def("_set_recording", &set_recording);
+  m.def("_set_scope", &set_scope);
+  m.def("_drain_records", [] {
+    py::list out;
+    for (const auto& r : drain_records()) {
+      out.append(py::make_tuple(r.name, r.scope, r.device, r.stream, r.engine, r.start_s,
+                                r.end_s, r.flops, r.bytes));
+    }
+    return out;
+  });
 }

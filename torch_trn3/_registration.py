@@ -29,6 +29,9 @@ def register(config: MachineConfig) -> None:
         config.chip.name,
     )
     from . import device_module
+    from .chip_model import make_op_cost
+
+    _C._set_cost_function(make_op_cost(config.logical))
 
     torch._register_device_module(name, device_module)
     torch.utils.generate_methods_for_privateuse1_backend(

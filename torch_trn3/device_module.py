@@ -172,6 +172,13 @@ class Event(torch.Event):
             cls, device=_NAME, enable_timing=enable_timing, blocking=blocking, interprocess=interprocess
         )
 
+    def elapsed_time(self, end_event: torch.Event) -> float:
+        """Modelled Trainium milliseconds from this event to ``end_event``.
+
+        (torch.Event's own method accepts only the exact torch.Event type.)
+        """
+        return _C._event_elapsed_ms(self.event_id, end_event.event_id)
+
 
 def current_stream(device: DeviceLike = None) -> torch.Stream:
     return torch.accelerator.current_stream(_device_index(device))

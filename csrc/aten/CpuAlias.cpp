@@ -81,6 +81,13 @@ void AdoptionContext::add_input(const at::Tensor& original, const at::Tensor& al
   inputs_.push_back({original, alias, mutable_arg});
 }
 
+std::vector<at::Tensor> AdoptionContext::originals() const {
+  std::vector<at::Tensor> out;
+  out.reserve(inputs_.size());
+  for (const auto& in : inputs_) out.push_back(in.original);
+  return out;
+}
+
 void AdoptionContext::sync_mutated() const {
   for (const auto& in : inputs_) {
     if (in.mutable_arg) sync(in);

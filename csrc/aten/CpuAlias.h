@@ -32,6 +32,8 @@ class AdoptionContext {
   // The trn tensor standing for a CPU kernel output.
   at::Tensor adopt(const at::Tensor& cpu_out);
   c10::DeviceIndex device() const { return device_; }
+  // The trn tensors given to add_input, in order (what the op read).
+  std::vector<at::Tensor> originals() const;
 
  private:
   struct Input {

@@ -9,6 +9,7 @@
 //  * feeds random ops the device's generator (TrnGenerator.h),
 //  * writes back mutated arguments and adopts outputs (no copies).
 #include "CpuAlias.h"
+#include "OpCharging.h"
 
 #include "../runtime/TrnAllocator.h"
 #include "../runtime/TrnDevices.h"
@@ -18,7 +19,10 @@
 #include <ATen/core/op_registration/op_registration.h>
 #include <torch/library.h>
 
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <sstream>
 
 namespace torch_trn3 {
@@ -39,6 +43,22 @@ std::string device_name(const c10::Device& d) {
               "Expected all tensors to be on the same device, but found at least two "
               "devices, ", device_name(a), " and ", device_name(b), "! (when running ",
               op.schema().name(), ")");
+}
+
+// "aten::add.Tensor": the op's full name, interned so OpCharging can key on
+// its address.
+const std::string& full_name(const c10::OperatorHandle& op) {
+  static std::mutex mutex;
+  static std::unordered_map<const c10::FunctionSchema*, std::unique_ptr<std::string>> names;
+  const auto* schema = &op.schema();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = names[schema];
+  if (!slot) {
+    const auto& name = schema->operator_name();
+    slot = std::make_unique<std::string>(name.name);
+    if (!name.overload_name.empty()) *slot += "." + name.overload_name;
+  }
+  return *slot;
 }
 
 bool is_generator_arg(const c10::Argument& arg) {
@@ -179,18 +199,26 @@ void trn_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   ctx.sync_mutated();
   const size_t num_returns = schema.returns().size();
   const size_t out_first = stack->size() - num_returns;
+  std::vector<at::Tensor> outputs;
   for (size_t i = 0; i < num_returns; ++i) {
     auto& iv = (*stack)[out_first + i];
     if (iv.isTensor()) {
-      iv = ctx.adopt(iv.toTensor());
+      outputs.push_back(ctx.adopt(iv.toTensor()));
+      iv = outputs.back();
     } else if (iv.isTensorList()) {
       auto list = iv.toTensorList();
       c10::List<at::Tensor> adopted;
       adopted.reserve(list.size());
-      for (const auto& t : list) adopted.push_back(ctx.adopt(t));
+      for (const auto& t : list) {
+        outputs.push_back(ctx.adopt(t));
+        adopted.push_back(outputs.back());
+      }
       iv = std::move(adopted);
     }
   }
+
+  // 6. Charge the chip model.
+  if (model_enabled()) charge_op(full_name(op), device, ctx.originals(), outputs);
 }
 
 }  // namespace

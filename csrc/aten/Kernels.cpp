@@ -5,6 +5,7 @@
 //  * ops whose composite kernels would shadow the fallback for a custom
 //    device: convolution_overrideable and its backward.
 #include "CpuAlias.h"
+#include "OpCharging.h"
 
 #include "../runtime/TrnAllocator.h"
 #include "../runtime/TrnDevices.h"
@@ -142,6 +143,9 @@ at::Tensor copy_from(const at::Tensor& self, const at::Tensor& dst, bool non_blo
                                                                  : self.device().index();
     KernelDeviceScope scope(device);
     dst_cpu.copy_(src_cpu, non_blocking);
+    static const std::string name = "aten::_copy_from";
+    charge_op(name, device, {self.device().type() == kTrn ? self : at::Tensor()},
+              {dst.device().type() == kTrn ? dst : at::Tensor()});
   }
   return dst;
 }
@@ -175,8 +179,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward_overrideable
     grads = at::convolution_backward(g, x, w, bias_sizes, stride, padding, dilation, transposed,
                                      output_padding, groups, output_mask);
   }
-  return {ctx.adopt(std::get<0>(grads)), ctx.adopt(std::get<1>(grads)),
-          ctx.adopt(std::get<2>(grads))};
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> result{
+      ctx.adopt(std::get<0>(grads)), ctx.adopt(std::get<1>(grads)),
+      ctx.adopt(std::get<2>(grads))};
+  static const std::string name = "aten::convolution_backward_overrideable";
+  charge_op(name, device, {grad_output, input, weight},
+            {std::get<0>(result), std::get<1>(result), std::get<2>(result)});
+  return result;
 }
 
 at::Tensor convolution_overrideable(const at::Tensor& input, const at::Tensor& weight,
@@ -194,7 +203,10 @@ at::Tensor convolution_overrideable(const at::Tensor& input, const at::Tensor& w
     out = at::convolution(cpu_alias(input), cpu_alias(weight), b, stride, padding, dilation,
                           transposed, output_padding, groups);
   }
-  return ctx.adopt(out);
+  auto result = ctx.adopt(out);
+  static const std::string name = "aten::convolution_overrideable";
+  charge_op(name, device, {input, weight, bias ? *bias : at::Tensor()}, {result});
+  return result;
 }
 
 at::Tensor efficientzerotensor(c10::IntArrayRef size, std::optional<c10::ScalarType> dtype,

@@ -1,5 +1,6 @@
 #include "TrnAllocator.h"
 
+#include "TrnClock.h"
 #include "TrnDevices.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -99,6 +100,7 @@ void free_device_memory(void* data) {
   auto* header = static_cast<AllocationHeader*>(data) - 1;
   TORCH_INTERNAL_ASSERT(header->magic == kMagic, "corrupt trn allocation header");
   credit(static_cast<c10::DeviceIndex>(header->device), header->nbytes);
+  forget_memory(static_cast<c10::DeviceIndex>(header->device), data);
   header->magic = 0;
   c10::free_cpu(header);
 }

@@ -124,22 +124,26 @@ struct TrnGuardImpl final : public c10::impl::DeviceGuardImplInterface {
   void recordDataPtrOnStream(const c10::DataPtr&, const c10::Stream&) const override {}
 
   double elapsedTime(void* event1, void* event2, const c10::DeviceIndex) const override {
-    auto* a = static_cast<TrnEvent*>(event1);
-    auto* b = static_cast<TrnEvent*>(event2);
-    TORCH_CHECK(a && b && a->recorded && b->recorded,
-                "Both events must be recorded before calculating elapsed time.");
-    TORCH_CHECK(a->timing && b->timing,
-                "Both events must be created with argument 'enable_timing=True'.");
-    TORCH_CHECK(a->device == b->device,
-                "Both events must be recorded on the same device to calculate elapsed "
-                "time (got trn:", static_cast<int>(a->device), " and trn:",
-                static_cast<int>(b->device), ").");
-    return (b->time_s - a->time_s) * 1e3;
+    return event_elapsed_ms(event1, event2);
   }
 };
 
 C10_REGISTER_GUARD_IMPL(PrivateUse1, TrnGuardImpl);
 
 }  // namespace
+
+double event_elapsed_ms(void* event1, void* event2) {
+  auto* a = static_cast<TrnEvent*>(event1);
+  auto* b = static_cast<TrnEvent*>(event2);
+  TORCH_CHECK(a && b && a->recorded && b->recorded,
+              "Both events must be recorded before calculating elapsed time.");
+  TORCH_CHECK(a->timing && b->timing,
+              "Both events must be created with argument 'enable_timing=True'.");
+  TORCH_CHECK(a->device == b->device,
+              "Both events must be recorded on the same device to calculate elapsed "
+              "time (got ", c10::get_privateuse1_backend(), ":", static_cast<int>(a->device), " and ",
+              c10::get_privateuse1_backend(), ":", static_cast<int>(b->device), ").");
+  return (b->time_s - a->time_s) * 1e3;
+}
 
 }  // namespace torch_trn3

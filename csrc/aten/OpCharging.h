@@ -1,0 +1,64 @@
+// Charges every trn op to the chip model: which engine runs it and for how
+// long (modelled Trainium time), then schedules it on the device's timeline
+// (runtime/TrnClock.h).
+//
+// The cost itself is computed by the Python chip model (torch_trn3.chip_model
+// over torch_trn3.hw.cost), the single place the formulas live. Training
+// loops repeat the same ops on the same shapes, so costs are memoized here
+// by (op, input/output shapes and dtypes): the Python model runs once per
+// distinct op signature and each later op costs a hash lookup.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace torch_trn3 {
+
+struct OpCharge {
+  int engine = 0;
+  double seconds = 0.0;
+  double flops = 0.0;
+  double bytes = 0.0;
+};
+
+struct TensorDesc {
+  std::vector<int64_t> sizes;
+  std::string dtype;
+};
+
+using CostFunction = std::function<OpCharge(
+    const std::string& op, const std::vector<TensorDesc>& inputs,
+    const std::vector<TensorDesc>& outputs)>;
+
+void set_cost_function(CostFunction fn);
+void set_model_enabled(bool enabled);
+bool model_enabled();
+
+// Charges `op` (a stable name, e.g. the schema's "aten::mm") on `device`.
+void charge_op(const std::string& op, c10::DeviceIndex device,
+               const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& outputs);
+
+// A profiled op as the profiler shows it.
+struct OpRecord {
+  std::string name;
+  std::string scope;  // module path when known
+  int device;
+  int64_t stream;
+  int engine;
+  double start_s;
+  double end_s;
+  double flops;
+  double bytes;
+};
+
+void set_recording(bool enabled);
+void set_scope(const std::string& scope);
+std::vector<OpRecord> drain_records();
+// Empties the memo (after the chip spec changes, e.g. in tests).
+void clear_cost_cache();
+
+}  // namespace torch_trn3

@@ -1,0 +1,164 @@
+"""Maps each ATen op run on a trn device to the chip model's cost.
+
+The C++ core calls :func:`op_cost` once per distinct (op, shapes, dtypes)
+signature and memoizes the answer, so this runs rarely and may be plain
+Python. It reads shapes the way the hardware would tile the op (matmul M, N,
+K; element counts for the lane engines; bytes for DMA) and prices them with
+:mod:`torch_trn3.hw.cost` on this process's logical device spec.
+"""
+from __future__ import annotations
+
+from math import log2, prod
+from typing import List, Sequence, Tuple
+
+from .hw.cost import (
+    Engine,
+    OpCost,
+    dma_cost,
+    elementwise_cost,
+    engine_for_op,
+    gpsimd_cost,
+    is_transcendental,
+    matmul_cost,
+    reduction_cost,
+)
+from .hw.lnc import LogicalDeviceSpec
+
+TensorDesc = Tuple[Tuple[int, ...], str]  # (sizes, c10 dtype name)
+
+#: c10 ScalarType names -> (hw dtype, elements per stored element).
+_DTYPES = {
+    "Float": ("fp32", 1), "BFloat16": ("bf16", 1), "Half": ("fp16", 1),
+    "Double": ("fp64", 1), "Long": ("int64", 1), "Int": ("int32", 1),
+    "Short": ("int16", 1), "Char": ("int8", 1), "Byte": ("uint8", 1),
+    "Bool": ("bool", 1), "ComplexFloat": ("fp32", 2), "ComplexDouble": ("fp64", 2),
+    "ComplexHalf": ("fp16", 2), "Float8_e4m3fn": ("fp8", 1), "Float8_e5m2": ("fp8", 1),
+    "Float8_e4m3fnuz": ("fp8", 1), "Float8_e5m2fnuz": ("fp8", 1),
+    "Float8_e8m0fnu": ("uint8", 1), "Float4_e2m1fn_x2": ("uint8", 1),
+    "UInt16": ("int16", 1), "UInt32": ("int32", 1), "UInt64": ("int64", 1),
+}
+
+
+def _dtype(desc: TensorDesc) -> str:
+    return _DTYPES.get(desc[1], ("uint8", 1))[0]
+
+
+def _numel(desc: TensorDesc) -> int:
+    return prod(desc[0]) * _DTYPES.get(desc[1], ("uint8", 1))[1]
+
+
+def _nbytes(desc: TensorDesc) -> int:
+    from .hw.specs import dtype_bytes
+
+    return int(_numel(desc) * dtype_bytes(_dtype(desc)))
+
+
+def _matmul_dtype(descs: Sequence[TensorDesc]) -> str:
+    """The Tensor Engine mode: MX when E8M0 block scales come along."""
+    names = {d[1] for d in descs}
+    if "Float4_e2m1fn_x2" in names:
+        return "mxfp4"
+    if "Float8_e8m0fnu" in names:
+        return "mxfp8"
+    return _dtype(descs[0])
+
+
+def _sum_costs(costs: List[OpCost]) -> OpCost:
+    """Several Tensor Engine passes of one op, back to back."""
+    first = costs[0]
+    return OpCost(
+        engine=first.engine,
+        flops=sum(c.flops for c in costs),
+        hbm_bytes=sum(c.hbm_bytes for c in costs),
+        compute_s=sum(c.compute_s for c in costs),
+        memory_s=sum(c.memory_s for c in costs),
+        overhead_s=sum(c.overhead_s for c in costs),
+        intercore_s=sum(c.intercore_s for c in costs),
+        time_s=sum(c.time_s for c in costs),
+        utilisation=first.utilisation,
+        instructions=sum(c.instructions for c in costs),
+        notes=first.notes,
+    )
+
+
+def _attention_cost(dev: LogicalDeviceSpec, q: TensorDesc, k: TensorDesc, v: TensorDesc, passes: int) -> OpCost:
+    """Fused attention: QK^T then PV per (batch, head); backward is 5 such
+    matmuls (recomputed S, dV, dP, dQ, dK). Softmax runs on the Vector and
+    Scalar engines beside the Tensor Engine, so it adds no time here."""
+    *batch, length, e = q[0]
+    s, ev = k[0][-2], v[0][-1]
+    b = prod(batch)
+    dtype = _dtype(q)
+    qk = matmul_cost(dev, length, s, e, batch=b, dtype=dtype)
+    pv = matmul_cost(dev, length, ev, s, batch=b, dtype=dtype)
+    if passes == 2:
+        return _sum_costs([qk, pv])
+    return _sum_costs([qk, pv, qk, pv, qk])
+
+
+def _conv_cost(dev: LogicalDeviceSpec, x: TensorDesc, w: TensorDesc, out: TensorDesc, passes: int) -> OpCost:
+    """A convolution as its GEMM: M = out channels per group, N = batch x
+    output pixels, K = in channels per group x kernel size."""
+    cout, cin_g, *kernel = w[0]
+    groups = max(1, x[0][1] // max(1, cin_g))
+    n = out[0][0] * prod(out[0][2:])
+    gemm = matmul_cost(dev, cout // groups, n, cin_g * prod(kernel), batch=groups, dtype=_dtype(x))
+    return _sum_costs([gemm] * passes)
+
+
+def _tensor_engine_cost(dev: LogicalDeviceSpec, base: str, ins: List[TensorDesc], outs: List[TensorDesc]) -> OpCost:
+    if base in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention"):
+        return _attention_cost(dev, ins[0], ins[1], ins[2], passes=2)
+    if base in ("_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention_backward"):
+        return _attention_cost(dev, ins[1], ins[2], ins[3], passes=5)
+    if base == "convolution_overrideable":
+        return _conv_cost(dev, ins[0], ins[1], outs[0], passes=1)
+    if base == "convolution_backward_overrideable":
+        return _conv_cost(dev, ins[1], ins[2], ins[0], passes=2)
+    dtype = _matmul_dtype(ins)
+    mats = [d for d in ins if len(d[0]) >= 2] or ins
+    if base in ("addmm", "addbmm", "baddbmm") and len(mats) >= 3:
+        mats = mats[1:]
+    a = mats[0][0]
+    b = mats[1][0] if len(mats) > 1 else a
+    k = a[-1] * (2 if dtype == "mxfp4" else 1)
+    m = a[-2] if len(a) >= 2 else 1
+    n = b[-1] if len(b) >= 2 else 1
+    batch = prod(a[:-2]) if len(a) > 2 else 1
+    return matmul_cost(dev, m, n, k, batch=batch, dtype=dtype)
+
+
+def cost_of(dev: LogicalDeviceSpec, op: str, inputs: List[TensorDesc], outputs: List[TensorDesc]) -> OpCost:
+    """The modelled cost of ``op`` (e.g. "aten::mm") on ``dev``."""
+    engine = engine_for_op(op)
+    base = op.partition("::")[2].partition(".")[0]
+    descs = inputs + outputs
+    if not descs:
+        return dma_cost(dev, 0)
+    largest = max(descs, key=_numel)
+    if engine is Engine.TENSOR and inputs:
+        return _tensor_engine_cost(dev, base, inputs, outputs)
+    if engine is Engine.VECTOR:
+        n_in = max((_numel(d) for d in inputs), default=0)
+        n_out = sum(_numel(d) for d in outputs)
+        return reduction_cost(dev, n_in, n_out, _dtype(largest))
+    if engine is Engine.GPSIMD:
+        n = _numel(largest)
+        passes = max(1.0, log2(n)) if base in ("sort", "argsort", "topk", "unique", "_unique2") and n > 1 else 1.0
+        return gpsimd_cost(dev, n, _dtype(largest), passes=passes)
+    if engine is Engine.DMA:
+        return dma_cost(dev, max(_nbytes(d) for d in descs))
+    out = max(outputs, key=_numel) if outputs else largest
+    return elementwise_cost(dev, _numel(out), _dtype(out), transcendental=is_transcendental(op),
+                            n_inputs=max(1, len(inputs)))
+
+
+def make_op_cost(dev: LogicalDeviceSpec):
+    """The callback the C++ core memoizes: (op, inputs, outputs) -> (engine,
+    seconds, flops, bytes)."""
+
+    def op_cost(op: str, inputs: List[TensorDesc], outputs: List[TensorDesc]):
+        cost = cost_of(dev, op, list(inputs), list(outputs))
+        return cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes)
+
+    return op_cost
