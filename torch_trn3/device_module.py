@@ -186,7 +186,8 @@ def current_stream(device: DeviceLike = None) -> torch.Stream:
 
 def default_stream(device: DeviceLike = None) -> torch.Stream:
     index = _device_index(device)
-    return torch.Stream(stream_id=0, device_index=index, device_type=torch.device(_NAME).type)
+    device_type = current_stream(index).device_type  # torch.Stream wants the int DeviceType
+    return torch.Stream(stream_id=0, device_index=index, device_type=device_type)
 
 
 def set_stream(stream: torch.Stream) -> None:
@@ -199,12 +200,14 @@ def stream(stream: Optional[torch.Stream]):
     if stream is None:
         yield
         return
+    previous_device = current_device()
     previous = current_stream(stream.device_index)
-    set_stream(stream)
+    set_stream(stream)  # also makes the stream's device current
     try:
         yield stream
     finally:
         set_stream(previous)
+        set_device(previous_device)
 
 
 # ---------------------------------------------------------------- random numbers

@@ -7,7 +7,7 @@
 #include "CpuAlias.h"
 
 #include <ATen/native/transformers/attention.h>
-#include <ATen/ops/_fused_sdp_choice.h>
+#include <ATen/ops/_fused_sdp_choice_ops.h>
 
 namespace torch_trn3 {
 namespace {
@@ -18,8 +18,11 @@ int64_t trn_fused_sdp_choice(const at::Tensor& query, const at::Tensor& key,
                              bool enable_gqa) {
   std::optional<at::Tensor> mask;
   if (attn_mask && attn_mask->defined()) mask = cpu_alias(*attn_mask);
-  return at::_fused_sdp_choice(cpu_alias(query), cpu_alias(key), cpu_alias(value), mask,
-                               dropout_p, is_causal, scale, enable_gqa);
+  // Straight to the CPU kernel (it reads only metadata): a plain call would
+  // go through Python modes such as FakeTensorMode, which reject the aliases.
+  return at::_ops::_fused_sdp_choice::redispatch(
+      c10::DispatchKeySet(c10::DispatchKey::CPU), cpu_alias(query), cpu_alias(key),
+      cpu_alias(value), mask, dropout_p, is_causal, scale, enable_gqa);
 }
 
 }  // namespace

@@ -81,9 +81,8 @@ void AdoptionContext::add_input(const at::Tensor& original, const at::Tensor& al
   inputs_.push_back({original, alias, mutable_arg});
 }
 
-std::vector<at::Tensor> AdoptionContext::originals() const {
-  std::vector<at::Tensor> out;
-  out.reserve(inputs_.size());
+c10::SmallVector<at::Tensor, 4> AdoptionContext::originals() const {
+  c10::SmallVector<at::Tensor, 4> out;
   for (const auto& in : inputs_) out.push_back(in.original);
   return out;
 }

@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/util/SmallVector.h>
 
 #include <vector>
 
@@ -33,7 +34,7 @@ class AdoptionContext {
   at::Tensor adopt(const at::Tensor& cpu_out);
   c10::DeviceIndex device() const { return device_; }
   // The trn tensors given to add_input, in order (what the op read).
-  std::vector<at::Tensor> originals() const;
+  c10::SmallVector<at::Tensor, 4> originals() const;
 
  private:
   struct Input {
@@ -49,8 +50,8 @@ class AdoptionContext {
   c10::Storage trn_storage_for(const at::Tensor& cpu_out);
 
   c10::DeviceIndex device_;
-  std::vector<Input> inputs_;
-  std::vector<Adopted> adopted_;
+  c10::SmallVector<Input, 4> inputs_;
+  c10::SmallVector<Adopted, 2> adopted_;
 };
 
 // A storage-less ZeroTensor on a trn device (keeps `sgn`/`abs` backward's

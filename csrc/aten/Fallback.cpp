@@ -48,9 +48,12 @@ std::string device_name(const c10::Device& d) {
 // "aten::add.Tensor": the op's full name, interned so OpCharging can key on
 // its address.
 const std::string& full_name(const c10::OperatorHandle& op) {
+  const auto* schema = &op.schema();
+  thread_local std::unordered_map<const c10::FunctionSchema*, const std::string*> cache;
+  auto hit = cache.find(schema);
+  if (hit != cache.end()) return *hit->second;
   static std::mutex mutex;
   static std::unordered_map<const c10::FunctionSchema*, std::unique_ptr<std::string>> names;
-  const auto* schema = &op.schema();
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = names[schema];
   if (!slot) {
@@ -58,6 +61,7 @@ const std::string& full_name(const c10::OperatorHandle& op) {
     slot = std::make_unique<std::string>(name.name);
     if (!name.overload_name.empty()) *slot += "." + name.overload_name;
   }
+  cache.emplace(schema, slot.get());
   return *slot;
 }
 
@@ -199,7 +203,7 @@ void trn_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   ctx.sync_mutated();
   const size_t num_returns = schema.returns().size();
   const size_t out_first = stack->size() - num_returns;
-  std::vector<at::Tensor> outputs;
+  c10::SmallVector<at::Tensor, 4> outputs;
   for (size_t i = 0; i < num_returns; ++i) {
     auto& iv = (*stack)[out_first + i];
     if (iv.isTensor()) {

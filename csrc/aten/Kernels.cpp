@@ -217,9 +217,17 @@ at::Tensor efficientzerotensor(c10::IntArrayRef size, std::optional<c10::ScalarT
   return trn_zero_tensor(size, c10::dtype_or_default(dtype), target_device(device));
 }
 
+// Nothing to do: device memory is not cached, so it can never be handed to
+// another stream before this one is done with it (FSDP/DDP call this).
+void record_stream(at::Tensor& self, c10::Stream stream) {
+  TORCH_CHECK(stream.device_type() == kTrn, "record_stream: expected a ",
+              c10::get_privateuse1_backend(), " stream, got one on ", stream.device());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  m.impl("record_stream", record_stream);
   m.impl("empty.memory_format", empty_memory_format);
   m.impl("empty_strided", empty_strided);
   m.impl("resize_", resize_);

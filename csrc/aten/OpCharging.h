@@ -11,6 +11,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/util/ArrayRef.h>
 
 #include <functional>
 #include <string>
@@ -39,8 +40,8 @@ void set_model_enabled(bool enabled);
 bool model_enabled();
 
 // Charges `op` (a stable name, e.g. the schema's "aten::mm") on `device`.
-void charge_op(const std::string& op, c10::DeviceIndex device,
-               const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& outputs);
+void charge_op(const std::string& op, c10::DeviceIndex device, c10::ArrayRef<at::Tensor> inputs,
+               c10::ArrayRef<at::Tensor> outputs);
 
 // A profiled op as the profiler shows it.
 struct OpRecord {

@@ -260,9 +260,13 @@ c10::DataPtr allocate_device_memory(size_t nbytes, c10::DeviceIndex device) {
   void* raw = nullptr;
   try {
     raw = c10::alloc_cpu(sizeof(AllocationHeader) + nbytes);
-  } catch (...) {
+  } catch (const std::exception& e) {
     credit(device, nbytes);
-    throw;
+    TORCH_CHECK_WITH(OutOfMemoryError, false, "trn: the host ran out of memory backing logical device ",
+                     static_cast<int>(device), " (trn:", static_cast<int>(device),
+                     "): tried to allocate ", format_bytes(nbytes),
+                     ". Device memory is host memory in the emulator, so a device can hold only "
+                     "what the host can give, whatever its modelled HBM capacity. (", e.what(), ")");
   }
   auto* header = static_cast<AllocationHeader*>(raw);
   header->magic = kMagic;

@@ -33,8 +33,8 @@ std::deque<DeviceClock>& clocks() {
 }  // namespace
 
 std::pair<double, double> schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engine,
-                                      double duration_s, const std::vector<const void*>& inputs,
-                                      const std::vector<const void*>& outputs) {
+                                      double duration_s, c10::ArrayRef<const void*> inputs,
+                                      c10::ArrayRef<const void*> outputs) {
   TORCH_INTERNAL_ASSERT(engine >= 0 && engine < kNumEngines, "bad engine ", engine);
   TORCH_CHECK(duration_s >= 0, "modelled op time cannot be negative");
   auto& c = clocks()[device];

@@ -14,6 +14,7 @@
 
 #include <c10/core/Device.h>
 #include <c10/core/Stream.h>
+#include <c10/util/ArrayRef.h>
 
 #include <utility>
 #include <vector>
@@ -25,8 +26,10 @@ constexpr int kNumEngines = 6;  // hw.cost.Engine: TENSOR VECTOR SCALAR GPSIMD D
 // Schedules an op; `inputs`/`outputs` identify device memory by data pointer.
 // Returns (start, end) in modelled seconds.
 std::pair<double, double> schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engine,
-                                      double duration_s, const std::vector<const void*>& inputs,
-                                      const std::vector<const void*>& outputs);
+                                      double duration_s, c10::ArrayRef<const void*> inputs,
+                                      c10::ArrayRef<const void*> outputs);
+// The id of this thread's current stream on `device` (TrnGuard.cpp).
+c10::StreamId current_stream_id(c10::DeviceIndex device);
 // Forgets the ready time of freed memory.
 void forget_memory(c10::DeviceIndex device, const void* data);
 

@@ -38,6 +38,27 @@ uint64_t count_twists(const at::mt19937& before, const at::mt19937& after) {
   TORCH_INTERNAL_ASSERT(false, "trn generator: lost track of the mt19937 stream");
 }
 
+// Moves `engine` forward by `words` draws without producing them: whole
+// blocks cost one state refresh each.
+void advance(at::mt19937& engine, uint64_t words) {
+  while (words > 0) {
+    auto data = engine.data();
+    const uint64_t in_block = static_cast<uint64_t>(data.left_ - 1);  // draws before a refresh
+    if (words <= in_block) {
+      data.next_ += static_cast<uint32_t>(words);
+      data.left_ -= static_cast<int>(words);
+      engine.set_data(data);
+      return;
+    }
+    words -= in_block;
+    data.next_ += static_cast<uint32_t>(in_block);
+    data.left_ = 1;
+    engine.set_data(data);
+    engine();  // refreshes the block and draws its first word
+    words -= 1;
+  }
+}
+
 // Draw position of an engine relative to a freshly seeded one, given the
 // number of twists since seeding: words = (twists - 1) * 624 + next_.
 uint64_t words_drawn(uint64_t twists_since_seed, const at::mt19937& engine) {
@@ -59,6 +80,13 @@ at::CPUGeneratorImpl* TrnGeneratorImpl::cpu_impl() const {
 void TrnGeneratorImpl::set_current_seed(uint64_t seed) {
   cpu_impl()->set_current_seed(seed);
   offset_ = 0;
+  positions_.clear();
+}
+
+void TrnGeneratorImpl::remember_position() {
+  constexpr size_t kPositions = 32;
+  positions_.emplace_back(offset_, cpu_impl()->engine());
+  if (positions_.size() > kPositions) positions_.pop_front();
 }
 
 uint64_t TrnGeneratorImpl::current_seed() const { return cpu_impl()->current_seed(); }
@@ -71,24 +99,26 @@ uint64_t TrnGeneratorImpl::seed() {
 
 void TrnGeneratorImpl::set_offset(uint64_t offset) {
   auto* cpu = cpu_impl();
-  cpu->set_current_seed(cpu->current_seed());  // back to word 0 of the stream
-  at::mt19937 engine = cpu->engine();
-  if (offset > 0) {
-    // Word w (1-based) is served after ceil(w / 624) twists at next_ = w - ...
-    const uint64_t twists = (offset - 1) / kWordsPerBlock + 1;
-    auto data = engine.data();
-    for (uint64_t i = 0; i < twists; ++i) {
-      data.left_ = 1;
-      engine.set_data(data);
-      engine();
-      data = engine.data();
+  // Start from the nearest known position at or before `offset`.
+  uint64_t from = 0;
+  at::mt19937 engine(cpu->current_seed());
+  for (const auto& [position, state] : positions_) {
+    if (position <= offset && position >= from) {
+      from = position;
+      engine = state;
     }
-    data.next_ = static_cast<uint32_t>(offset - (twists - 1) * kWordsPerBlock);
-    data.left_ = static_cast<int>(kWordsPerBlock + 1 - data.next_);
-    engine.set_data(data);
   }
+  TORCH_CHECK(offset - from <= kMaxJumpWords, "trn generator: offset ", offset,
+              " is ", offset - from, " words past the nearest known position of seed ",
+              cpu->current_seed(), "'s stream; jumps of more than ", kMaxJumpWords,
+              " words are refused (they would take minutes). Use a state saved from "
+              "get_rng_state() or a smaller offset.");
+  advance(engine, offset - from);
   cpu->set_engine(engine);
+  cpu->set_next_float_normal_sample(std::nullopt);
+  cpu->set_next_double_normal_sample(std::nullopt);
   offset_ = offset;
+  remember_position();
 }
 
 uint64_t TrnGeneratorImpl::get_offset() const { return offset_; }
@@ -103,6 +133,7 @@ void TrnGeneratorImpl::account_draws_since(const at::mt19937& before) {
   const uint64_t before_twists =
       offset_ == 0 ? 0 : (offset_ - b.next_) / kWordsPerBlock + 1;
   offset_ = words_drawn(before_twists + twists, after);
+  remember_position();
 }
 
 static constexpr size_t kStateSize = 16;
@@ -116,7 +147,14 @@ void TrnGeneratorImpl::set_state(const c10::TensorImpl& new_state) {
   const auto* bytes = new_state.data_dtype_initialized<uint8_t>();
   std::memcpy(&seed, bytes, 8);
   std::memcpy(&offset, bytes + 8, 8);
-  cpu_impl()->set_current_seed(seed);
+  if (seed != current_seed()) {
+    // A new seed's stream is known only from its start: refuse far jumps
+    // before changing anything.
+    TORCH_CHECK(offset <= kMaxJumpWords, "trn generator: offset ", offset, " of seed ", seed,
+                " is more than ", kMaxJumpWords, " words from the start of its stream; such "
+                "jumps are refused (they would take minutes).");
+    set_current_seed(seed);
+  }
   set_offset(offset);
 }
 
@@ -135,6 +173,7 @@ TrnGeneratorImpl* TrnGeneratorImpl::clone_impl() const {
   auto* gen = new TrnGeneratorImpl(device().index());
   gen->cpu_ = cpu_.clone();
   gen->offset_ = offset_;
+  gen->positions_ = positions_;
   return gen;
 }
 

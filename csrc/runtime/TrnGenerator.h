@@ -7,6 +7,11 @@
 // tracker reads and writes that layout. Here `offset` is the exact number of
 // 32-bit words drawn from the seed's mt19937 stream, so (seed, offset) always
 // reproduces the stream position: set_state seeds and discards `offset` words.
+// Reaching an offset costs time proportional to the distance from the
+// nearest known stream position (the seed, or a position recently reached by
+// drawing), so the usual jumps (restoring a saved state, DTensor's per-shard
+// offsets) are cheap; a jump of more than kMaxJumpWords is refused with an
+// error rather than spinning for minutes.
 // (The CPU generator's cached Box-Muller sample, used only by normal draws of
 // fewer than 16 elements, is not part of that state.)
 #pragma once
@@ -14,6 +19,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
 #include <c10/core/GeneratorImpl.h>
+
+#include <deque>
+#include <utility>
 
 namespace torch_trn3 {
 
@@ -40,9 +48,16 @@ struct TrnGeneratorImpl : public c10::GeneratorImpl {
   TrnGeneratorImpl* clone_impl() const override;
   at::CPUGeneratorImpl* cpu_impl() const;
 
+  void remember_position();
+
   at::Generator cpu_;
   uint64_t offset_ = 0;
+  // Recently reached (offset, engine) positions of the current seed's stream.
+  std::deque<std::pair<uint64_t, at::mt19937>> positions_;
 };
+
+// About 4 s of work; beyond it set_offset raises.
+constexpr uint64_t kMaxJumpWords = 1ULL << 32;
 
 const at::Generator& default_generator(c10::DeviceIndex device_index);
 at::Generator new_generator(c10::DeviceIndex device_index);

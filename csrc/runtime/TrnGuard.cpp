@@ -32,6 +32,13 @@ std::atomic<c10::StreamId> g_next_stream_id{1};
 
 thread_local std::vector<c10::StreamId> t_current_stream;
 
+// A device without an index means the current device, as for CUDA.
+c10::Device resolve(c10::Device d) {
+  if (d.index() < 0) return {d.type(), current_device()};
+  check_device_index(d.index());
+  return d;
+}
+
 c10::StreamId& current_stream_slot(c10::DeviceIndex device) {
   if (t_current_stream.size() < 512) t_current_stream.resize(512, 0);
   return t_current_stream[device];
@@ -58,16 +65,14 @@ struct TrnGuardImpl final : public c10::impl::DeviceGuardImplInterface {
   }
 
   c10::Stream getStream(c10::Device d) const override {
-    check_device_index(d.index());
+    d = resolve(d);
     return c10::Stream(c10::Stream::UNSAFE, d, current_stream_slot(d.index()));
   }
   c10::Stream getDefaultStream(c10::Device d) const override {
-    check_device_index(d.index());
-    return c10::Stream(c10::Stream::UNSAFE, d, 0);
+    return c10::Stream(c10::Stream::UNSAFE, resolve(d), 0);
   }
   c10::Stream getNewStream(c10::Device d, int /*priority*/) const override {
-    check_device_index(d.index());
-    return c10::Stream(c10::Stream::UNSAFE, d, g_next_stream_id++);
+    return c10::Stream(c10::Stream::UNSAFE, resolve(d), g_next_stream_id++);
   }
   c10::Stream getStreamFromGlobalPool(c10::Device d, bool isHighPriority) const override {
     return getNewStream(d, isHighPriority ? -1 : 0);
@@ -103,6 +108,10 @@ struct TrnGuardImpl final : public c10::impl::DeviceGuardImplInterface {
     ev->stream = stream.id();
     ev->time_s = stream_now(ev->device, ev->stream);
     ev->recorded = true;
+    // An event is a barrier in its stream: work issued after it starts after
+    // everything issued before it, so elapsed_time between two events is the
+    // modelled time of exactly the work between them.
+    wait_until(ev->device, ev->stream, ev->time_s);
   }
 
   void block(void* event, const c10::Stream& stream) const override {
@@ -131,6 +140,8 @@ struct TrnGuardImpl final : public c10::impl::DeviceGuardImplInterface {
 C10_REGISTER_GUARD_IMPL(PrivateUse1, TrnGuardImpl);
 
 }  // namespace
+
+c10::StreamId current_stream_id(c10::DeviceIndex device) { return current_stream_slot(device); }
 
 double event_elapsed_ms(void* event1, void* event2) {
   auto* a = static_cast<TrnEvent*>(event1);
