@@ -142,7 +142,7 @@ PYBIND11_MODULE(_C, m) {
     py::list out;
     for (const auto& r : drain_records()) {
       out.append(py::make_tuple(r.name, r.scope, r.device, r.stream, r.engine, r.start_s,
-                                r.end_s, r.flops, r.bytes));
+                                r.end_s, r.flops, r.bytes, to_py(r.inputs), to_py(r.outputs)));
     }
     return out;
   });

@@ -77,13 +77,15 @@ at::Tensor trn_zero_tensor(c10::IntArrayRef size, c10::ScalarType dtype,
 }
 
 void AdoptionContext::add_input(const at::Tensor& original, const at::Tensor& alias,
-                                bool mutable_arg) {
-  inputs_.push_back({original, alias, mutable_arg});
+                                bool mutable_arg, bool out_arg) {
+  inputs_.push_back({original, alias, mutable_arg, out_arg});
 }
 
 c10::SmallVector<at::Tensor, 4> AdoptionContext::originals() const {
   c10::SmallVector<at::Tensor, 4> out;
-  for (const auto& in : inputs_) out.push_back(in.original);
+  for (const auto& in : inputs_) {
+    if (!in.out_arg) out.push_back(in.original);
+  }
   return out;
 }
 

@@ -25,15 +25,17 @@ class AdoptionContext {
  public:
   explicit AdoptionContext(c10::DeviceIndex device) : device_(device) {}
   // Remembers `alias` as the CPU stand-in of `original` (a trn tensor);
-  // `mutable_arg` marks arguments the op may write (Tensor(a!)).
-  void add_input(const at::Tensor& original, const at::Tensor& alias, bool mutable_arg);
+  // `mutable_arg` marks arguments the op may write (Tensor(a!)); `out_arg`
+  // those it only writes (out=), which are not reads of the op.
+  void add_input(const at::Tensor& original, const at::Tensor& alias, bool mutable_arg,
+                 bool out_arg = false);
   // Writes back metadata (sizes, strides, offset) and any storage the kernel
   // re-allocated from each mutable alias to its trn original.
   void sync_mutated() const;
   // The trn tensor standing for a CPU kernel output.
   at::Tensor adopt(const at::Tensor& cpu_out);
   c10::DeviceIndex device() const { return device_; }
-  // The trn tensors given to add_input, in order (what the op read).
+  // The trn tensors the op read (add_input's, less out= arguments).
   c10::SmallVector<at::Tensor, 4> originals() const;
 
  private:
@@ -41,6 +43,7 @@ class AdoptionContext {
     at::Tensor original;
     at::Tensor alias;
     bool mutable_arg;
+    bool out_arg;
   };
   void sync(const Input& in) const;
   struct Adopted {

@@ -114,10 +114,11 @@ class DeviceScan {
   std::optional<c10::Device> foreign_;
 };
 
-at::Tensor to_alias(const at::Tensor& t, AdoptionContext& ctx, bool mutable_arg) {
+at::Tensor to_alias(const at::Tensor& t, AdoptionContext& ctx, bool mutable_arg,
+                    bool out_arg = false) {
   if (!t.defined() || t.device().type() != kTrn) return t;
   auto alias = cpu_alias(t);
-  ctx.add_input(t, alias, mutable_arg);
+  ctx.add_input(t, alias, mutable_arg, out_arg);
   return alias;
 }
 
@@ -153,13 +154,14 @@ void trn_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     auto& iv = (*stack)[first + i];
     const auto* alias_info = args[i].alias_info();
     const bool mutable_arg = alias_info && alias_info->isWrite();
+    const bool out_arg = mutable_arg && args[i].kwarg_only();
     if (iv.isTensor()) {
-      iv = to_alias(iv.toTensor(), ctx, mutable_arg);
+      iv = to_alias(iv.toTensor(), ctx, mutable_arg, out_arg);
     } else if (iv.isTensorList()) {
       auto list = iv.toTensorList();
       c10::List<at::Tensor> aliases;
       aliases.reserve(list.size());
-      for (const auto& t : list) aliases.push_back(to_alias(t, ctx, mutable_arg));
+      for (const auto& t : list) aliases.push_back(to_alias(t, ctx, mutable_arg, out_arg));
       iv = std::move(aliases);
     } else if (iv.isList() && iv.toListRef().size() > 0 &&
                args[i].real_type()->kind() == c10::TypeKind::ListType) {

@@ -127,7 +127,7 @@ void charge_op(const std::string& op, c10::DeviceIndex device, c10::ArrayRef<at:
   if (g_recording) {
     std::lock_guard<std::mutex> lock(g_mutex);
     g_records.push_back({op, g_scope, device, stream, charge.engine, start, end, charge.flops,
-                         charge.bytes});
+                         charge.bytes, describe(inputs), describe(outputs)});
   }
 }
 

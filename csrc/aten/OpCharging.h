@@ -54,6 +54,8 @@ struct OpRecord {
   double end_s;
   double flops;
   double bytes;
+  std::vector<TensorDesc> inputs;
+  std::vector<TensorDesc> outputs;
 };
 
 void set_recording(bool enabled);
