@@ -1,4 +1,5 @@
 // torch_trn3._C: the Python entry points of the C++ core.
+#include "aten/CpuAlias.h"
 #include "aten/OpCharging.h"
 #include "runtime/TrnAllocator.h"
 #include "runtime/TrnClock.h"
@@ -133,6 +134,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("_set_cost_function", &set_python_cost_function,
         "fn(op, inputs, outputs) -> (engine, seconds, flops, bytes); inputs/outputs are "
         "lists of (sizes, dtype name)");
+  m.def("_cpu_view", &cpu_view,
+        "A CPU tensor over a trn tensor's memory (zero-copy; keeps it alive)");
+  m.def("_charge", [](const std::string& op, int device, int engine, double seconds,
+                      double flops, double bytes, std::vector<at::Tensor> inputs,
+                      std::vector<at::Tensor> outputs) {
+    OpCharge charge{engine, seconds, flops, bytes};
+    charge_explicit(op, static_cast<c10::DeviceIndex>(device), charge, inputs, outputs);
+  }, "Schedules an op priced by the caller (e.g. a collective) on the device timeline");
   m.def("_set_model_enabled", &set_model_enabled);
   m.def("_model_enabled", &model_enabled);
   m.def("_clear_cost_cache", &clear_cost_cache);

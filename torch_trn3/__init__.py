@@ -7,6 +7,15 @@ names cannot contain digits, so the device is spelled ``trn`` (or
 """
 from __future__ import annotations
 
+
+def _autoload() -> None:
+    """Entry point PyTorch calls on ``import torch``; importing did the work.
+
+    Defined before anything imports torch: ``import torch_trn3`` imports
+    torch, whose autoload looks this up on the half-initialised module.
+    """
+
+
 from . import _registration
 from .config import read_machine_config
 
@@ -16,7 +25,3 @@ machine = read_machine_config()
 _registration.register(machine)
 
 DEVICE_NAME = machine.device_name
-
-
-def _autoload() -> None:
-    """Entry point PyTorch calls on ``import torch``; importing did the work."""

@@ -68,6 +68,27 @@ at::Tensor cpu_alias(const at::Tensor& trn) {
   return alias;
 }
 
+at::Tensor cpu_view(const at::Tensor& trn) {
+  TORCH_CHECK(trn.device().type() == kTrn, "cpu_view expects a ", c10::get_privateuse1_backend(),
+              " tensor, got one on ", trn.device());
+  const auto& storage = trn.storage();
+  auto* owner = new c10::Storage(storage);
+  c10::DataPtr shared(const_cast<void*>(storage.data()), owner,
+                      [](void* ctx) { delete static_cast<c10::Storage*>(ctx); },
+                      c10::Device(c10::kCPU));
+  auto view_storage = c10::make_intrusive<c10::StorageImpl>(
+      c10::StorageImpl::use_byte_size_t(), storage.nbytes(), std::move(shared), nullptr,
+      /*resizable=*/false);
+  auto view = at::detail::make_tensor<c10::TensorImpl>(
+      c10::Storage(std::move(view_storage)), c10::DispatchKeySet(c10::DispatchKey::CPU),
+      trn.dtype());
+  view.unsafeGetTensorImpl()->set_sizes_and_strides(trn.sizes(), trn.strides(),
+                                                    trn.storage_offset());
+  if (trn.is_conj()) view._set_conj(true);
+  if (trn.is_neg()) view._set_neg(true);
+  return view;
+}
+
 at::Tensor trn_zero_tensor(c10::IntArrayRef size, c10::ScalarType dtype,
                            c10::DeviceIndex device) {
   ZeroAllocator allocator(c10::Device(kTrn, device));

@@ -15,8 +15,13 @@
 
 namespace torch_trn3 {
 
-// CPU view of a trn tensor's memory (undefined stays undefined).
+// CPU view of a trn tensor's memory (undefined stays undefined). It borrows
+// the memory: valid while the trn tensor lives (one op's duration).
 at::Tensor cpu_alias(const at::Tensor& trn);
+
+// A CPU view that keeps the trn storage alive for as long as it lives, for
+// code that holds on to it (the distributed backend hands it to gloo).
+at::Tensor cpu_view(const at::Tensor& trn);
 
 // What adopt() needs to know about the inputs of one call: outputs that are
 // an input alias (in-place / out=) map back to the input, outputs viewing an

@@ -233,11 +233,14 @@ TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&trn_fallback>());
 }
 
-// A few ops have both a CPU kernel and a CompositeExplicitAutograd kernel
-// (native_layer_norm, native_group_norm, addr, ...). For a custom device the
-// composite one wins over the backend fallback: it decomposes into other ops,
-// which is slower and rounds differently from the CPU. Route them to the CPU
-// kernel through the fallback, so trn results equal CPU results.
+// Ops with a CPU kernel and also a CompositeExplicitAutograd kernel
+// (native_layer_norm, native_group_norm, addr, ...) or a
+// CompositeExplicitAutogradNonFunctional one (every structured op: add, mm,
+// softmax, ...): for a custom device the composite kernel wins over the
+// backend fallback. It decomposes into other ops or allocates the output and
+// calls the out= variant, which is slower, can round differently from the CPU
+// and trips the out= resize warning. Route them to the CPU kernel through the
+// fallback instead, so trn results equal CPU results at CPU speed.
 void route_shadowed_ops_to_cpu_kernels() {
   static auto* lib = new torch::Library(torch::Library::IMPL, "aten",
                                         c10::DispatchKey::PrivateUse1, __FILE__, __LINE__);
@@ -249,8 +252,11 @@ void route_shadowed_ops_to_cpu_kernels() {
     if (name.getNamespace() != std::optional<std::string_view>("aten")) continue;
     auto op = dispatcher.findOp(name);
     if (!op || !op->hasKernelForDispatchKey(c10::DispatchKey::CPU) ||
-        !op->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd) ||
         op->hasKernelForDispatchKey(c10::DispatchKey::PrivateUse1)) {
+      continue;
+    }
+    if (!op->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd) &&
+        !op->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional)) {
       continue;
     }
     std::string full = name.name.substr(6);  // drop "aten::"

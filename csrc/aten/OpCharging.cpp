@@ -118,6 +118,11 @@ void charge_op(const std::string& op, c10::DeviceIndex device, c10::ArrayRef<at:
     g_memo[hash].push_back({std::vector<int64_t>(key.begin(), key.end()), charge});
   }
 
+  charge_explicit(op, device, charge, inputs, outputs);
+}
+
+void charge_explicit(const std::string& op, c10::DeviceIndex device, const OpCharge& charge,
+                     c10::ArrayRef<at::Tensor> inputs, c10::ArrayRef<at::Tensor> outputs) {
   c10::SmallVector<const void*, 4> in_mem, out_mem;
   for (const auto& t : inputs) in_mem.push_back(memory_of(t));
   for (const auto& t : outputs) out_mem.push_back(memory_of(t));

@@ -43,6 +43,11 @@ bool model_enabled();
 void charge_op(const std::string& op, c10::DeviceIndex device, c10::ArrayRef<at::Tensor> inputs,
                c10::ArrayRef<at::Tensor> outputs);
 
+// Charges an op whose cost the caller computed (collectives: the topology
+// model prices them) and schedules it like any other.
+void charge_explicit(const std::string& op, c10::DeviceIndex device, const OpCharge& charge,
+                     c10::ArrayRef<at::Tensor> inputs, c10::ArrayRef<at::Tensor> outputs);
+
 // A profiled op as the profiler shows it.
 struct OpRecord {
   std::string name;
