@@ -1,0 +1,181 @@
+"""``MXTensor`` and the conversions ``to_mx`` / ``from_mx``.
+
+An MX tensor is a pair of plain tensors: the elements (FP8, or FP4 packed two
+per byte) and one E8M0 scale per block of ``block_size`` consecutive elements
+along the last dim. Value = element * 2^(scale byte - 127). Everything here is
+pure torch ops, so it runs on whatever device the tensors live on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .elements import (decode_elements, decode_table, encode_elements, storage_last_dim,
+                       zero_rows)
+from .formats import E8M0_NAN, MX_BLOCK_SIZE, ElemFormat, ScaleMode
+from .rounding import narrow_to_float32
+from .scales import block_amax, e8m0_scales, e8m0_to_float
+
+
+#: Elements processed per step. Slices of a few MB keep the float32
+#: temporaries cache-resident and let the host allocator reuse them (whole-
+#: tensor temporaries were dominated by page faults: about 3x slower); at
+#: 2^20 elements the per-chunk scale math (2^15 blocks) stays below torch's
+#: parallel grain size, so it runs without thread synchronisation.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64 (its values do not fit float32); all else is
+    exact in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _row_chunks(n_rows: int, row_len: int):
+    """Slices covering ``n_rows`` rows, about CHUNK_ELEMENTS elements each."""
+    step = max(1, CHUNK_ELEMENTS // max(row_len, 1))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
+class MXTensor:
+    """Block-scaled tensor in an OCP MX format (logical shape ``shape``).
+
+    Args:
+        elements: FP8 (``float8_e4m3fn``/``float8_e5m2``) of the logical
+            shape, or packed FP4 (``float4_e2m1fn_x2``, or ``uint8`` with
+            ``elem_dtype=torch.float4_e2m1fn_x2``) with half the last dim.
+        scales: ``float8_e8m0fnu`` of shape ``shape[:-1] + (K // block_size,)``.
+        block_size: elements per scale along the last dim.
+    """
+
+    def __init__(self, elements: torch.Tensor, scales: torch.Tensor,
+                 block_size: int = MX_BLOCK_SIZE, *, elem_dtype: torch.dtype | None = None):
+        _checks.check_tensor("elements", elements)
+        if elements.dtype == torch.uint8:
+            if elem_dtype != torch.float4_e2m1fn_x2:
+                raise TypeError(
+                    "uint8 elements are ambiguous: pass elem_dtype=torch.float4_e2m1fn_x2 "
+                    "for packed FP4 (FP8 elements have their own dtypes)")
+            elements = elements.view(torch.float4_e2m1fn_x2)
+        fmt = ElemFormat.from_dtype(elements.dtype)
+        if elem_dtype is not None and elem_dtype != fmt.dtype:
+            raise TypeError(f"elements have dtype {elements.dtype} but elem_dtype is {elem_dtype}")
+        if elements.ndim == 0:
+            raise ValueError("elements must have at least one dim")
+        _checks.check_block_size(block_size, fmt.is_packed)
+        last = elements.shape[-1] * (2 if fmt.is_packed else 1)
+        shape = torch.Size((*elements.shape[:-1], last))
+        _checks.check_divisible("elements", last, block_size)
+        _checks.check_scale_tensor("scales", scales, torch.float8_e8m0fnu,
+                                   (*shape[:-1], last // block_size))
+        _checks.check_same_device(elements=elements, scales=scales)
+        self.elements = elements
+        self.scales = scales
+        self.block_size = block_size
+        self.elem_format = fmt
+        self.shape = shape
+
+    @property
+    def elem_dtype(self) -> torch.dtype:
+        return self.elem_format.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.elements.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The represented values as ``dtype``, rounded once.
+
+        element * scale is exact in float32 (a <= 4-bit significand times a
+        power of two, never below float32's subnormal range), so the only
+        rounding is the final cast. NaN-scale blocks decode to NaN.
+        """
+        if not dtype.is_floating_point:
+            raise TypeError(f"dequantize needs a floating dtype, got {dtype}")
+        work = _working_dtype(dtype)
+        stored = self.elements.reshape(-1, storage_last_dim(self.block_size, self.elem_format))
+        scales = e8m0_to_float(self.scales.reshape(-1), work).unsqueeze(-1)
+        out = torch.empty((stored.shape[0], self.block_size), dtype=dtype, device=self.device)
+        table = None if self.elem_format.is_packed else decode_table(self.elem_format, self.device)
+        for part in _row_chunks(stored.shape[0], self.block_size):
+            values = decode_elements(stored[part], self.elem_format, table).to(work)
+            if dtype == work:
+                torch.mul(values, scales[part], out=out[part])
+            else:
+                out[part] = values * scales[part]
+        return out.view(self.shape)
+
+    def to(self, device) -> "MXTensor":
+        """The same MX data on another device."""
+        return MXTensor(self.elements.to(device), self.scales.to(device), self.block_size)
+
+    def __repr__(self) -> str:
+        return (f"MXTensor(shape={tuple(self.shape)}, elem_dtype={self.elem_dtype}, "
+                f"block_size={self.block_size}, device={self.device})")
+
+
+def to_mx(x: torch.Tensor, elem_dtype: torch.dtype, block_size: int = MX_BLOCK_SIZE,
+          scale_mode: str | ScaleMode = "floor") -> MXTensor:
+    """Quantize ``x`` along its last dim into an ``MXTensor``.
+
+    Scale per block from its amax under ``scale_mode`` ("floor" = OCP,
+    "rceil" = round-up, "trn3" = Trainium3 quantize_mx; see ``ScaleMode``);
+    elements = x / scale rounded to nearest even and clamped to the max
+    normal. All-zero blocks get scale 2^-127; blocks holding NaN or +-Inf get
+    the NaN scale (0xFF) and all-zero elements.
+
+    Rounds once from the input's own precision: bfloat16/float16 widen to
+    float32 exactly, float64 narrows by round-to-odd (see ``rounding``).
+    """
+    fmt = ElemFormat.from_dtype(elem_dtype)
+    mode = ScaleMode.parse(scale_mode)
+    _checks.check_quantizable("x", x)
+    _checks.check_block_size(block_size, fmt.is_packed)
+    _checks.check_divisible("x", x.shape[-1], block_size)
+
+    rows = x.to(_working_dtype(x.dtype)).reshape(-1, block_size)  # one row per block
+    elements = torch.empty((rows.shape[0], storage_last_dim(block_size, fmt)),
+                           dtype=fmt.dtype, device=x.device)
+    scale_bytes = torch.empty(rows.shape[0], dtype=torch.uint8, device=x.device)
+    chunks = _row_chunks(rows.shape[0], block_size)
+    # One scratch chunk reused by every step: no allocator round trips.
+    scratch = torch.empty_like(rows[chunks[0]]) if chunks else None
+    for part in chunks:
+        _quantize_rows(rows[part], fmt, mode, elements[part], scale_bytes[part], scratch)
+    nan_blocks = scale_bytes == E8M0_NAN
+    # Zero the elements of NaN blocks. Eagerly, skip the pass when there are
+    # none (the common case; one host sync); compiled graphs always run it.
+    if torch.compiler.is_compiling() or bool(nan_blocks.any()):
+        zero_rows(elements, nan_blocks)
+    lead = x.shape[:-1]
+    return MXTensor(elements.view(*lead, storage_last_dim(x.shape[-1], fmt)),
+                    scale_bytes.view(*lead, x.shape[-1] // block_size).view(torch.float8_e8m0fnu),
+                    block_size)
+
+
+def _quantize_rows(rows: torch.Tensor, fmt: ElemFormat, mode: ScaleMode,
+                   out_elements: torch.Tensor, out_scales: torch.Tensor,
+                   scratch: torch.Tensor) -> None:
+    """Quantize one chunk of blocks (one per row) into the output slices.
+
+    Scales are computed per chunk so the chunk is still in cache when it is
+    scaled and cast (one trip to memory instead of two). ``scratch`` (at least
+    ``rows``' shape and dtype) holds first the amax bits, then the scaled values.
+    """
+    scratch = scratch[:rows.shape[0]]
+    scale_bytes, reciprocal = e8m0_scales(block_amax(rows, scratch), fmt, mode)
+    out_scales.copy_(scale_bytes)
+    scaled = torch.mul(rows, reciprocal.unsqueeze(-1), out=scratch)
+    encode_elements(narrow_to_float32(scaled), fmt, out_elements)
+
+
+def from_mx(mx: MXTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Functional form of ``MXTensor.dequantize``."""
+    if not isinstance(mx, MXTensor):
+        raise TypeError(f"from_mx expects an MXTensor, got {type(mx).__name__}")
+    return mx.dequantize(dtype)
