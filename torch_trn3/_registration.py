@@ -32,6 +32,9 @@ def register(config: MachineConfig) -> None:
     from .chip_model import make_op_cost
 
     _C._set_cost_function(make_op_cost(config.logical))
+    from . import scaled_mm
+
+    scaled_mm.register()
 
     torch._register_device_module(name, device_module)
     torch.utils.generate_methods_for_privateuse1_backend(

@@ -8,8 +8,9 @@ K; element counts for the lane engines; bytes for DMA) and prices them with
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from math import log2, prod
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .hw.cost import (
     Engine,
@@ -162,3 +163,76 @@ def make_op_cost(dev: LogicalDeviceSpec):
         return cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes)
 
     return op_cost
+
+
+# ---------------------------------------------------------------- kernels written in Python
+_C10_NAMES = None
+
+
+def describe(t) -> TensorDesc:
+    """(sizes, c10 dtype name) of a tensor, as the C++ core describes it."""
+    global _C10_NAMES
+    if _C10_NAMES is None:
+        import torch
+
+        _C10_NAMES = {
+            torch.float32: "Float", torch.bfloat16: "BFloat16", torch.float16: "Half",
+            torch.float64: "Double", torch.int64: "Long", torch.int32: "Int", torch.int16: "Short",
+            torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool",
+            torch.float8_e4m3fn: "Float8_e4m3fn", torch.float8_e5m2: "Float8_e5m2",
+            torch.float8_e8m0fnu: "Float8_e8m0fnu", torch.float4_e2m1fn_x2: "Float4_e2m1fn_x2",
+        }
+    return tuple(t.shape), _C10_NAMES.get(t.dtype, "Byte")
+
+
+@contextmanager
+def uncharged():
+    """Ops inside are not charged: a kernel written in Python in terms of other
+    ops (MX matmuls dequantize then multiply) charges itself once instead."""
+    from . import _C
+
+    previous = _C._model_enabled()
+    _C._set_model_enabled(False)
+    try:
+        yield
+    finally:
+        _C._set_model_enabled(previous)
+
+
+def charge(op: str, inputs: Sequence, outputs: Sequence, **cost_kwargs) -> OpCost:
+    """Charges ``op`` on the device of its first output with the model's cost."""
+    from . import _C, machine
+
+    cost = cost_of(machine.logical, op, [describe(t) for t in inputs], [describe(t) for t in outputs])
+    device = outputs[0].device.index
+    _C._charge(op, device, cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes),
+               list(inputs), list(outputs))
+    return cost
+
+
+def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, k: int, *,
+                  batch: int = 1, dtype: str = "mxfp8", sparsity: Optional[str] = None,
+                  weight_bytes_per_element: Optional[float] = None) -> Optional[OpCost]:
+    """Charges one Tensor Engine matmul for a kernel written in Python (run
+    its body under :func:`uncharged`). No-op unless the outputs are on trn.
+
+    ``sparsity`` ("4:8", "4:16") runs at the spec's sparse MX rate;
+    ``weight_bytes_per_element`` prices the (n, k) operand's HBM bytes in
+    another format than ``dtype`` (W4A8: MXFP4 weights in HBM, MXFP8
+    compute; sparse weights: only the kept values and their indices).
+    """
+    from . import DEVICE_NAME, _C, machine
+    from .hw.specs import dtype_bytes
+
+    if not outputs or outputs[0].device.type != DEVICE_NAME or not _C._model_enabled():
+        return None  # not on trn, or inside another kernel's uncharged() body
+    dev = machine.logical
+    cost = matmul_cost(dev, m, n, k, batch=batch, dtype=dtype, sparsity=sparsity)
+    time_s, hbm = cost.time_s, float(cost.hbm_bytes)
+    if weight_bytes_per_element is not None:
+        hbm -= batch * n * k * (dtype_bytes(dtype) - weight_bytes_per_element)
+        memory_s = hbm / dev.hbm_bytes_per_s
+        time_s = max(cost.compute_s, memory_s) + cost.overhead_s + cost.intercore_s
+    _C._charge(op, outputs[0].device.index, Engine.TENSOR.value, time_s, cost.flops, hbm,
+               list(inputs), list(outputs))
+    return cost

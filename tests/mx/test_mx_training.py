@@ -111,21 +111,22 @@ def test_torch_compile_aot_eager_matches_eager():
         assert torch.equal(p.grad, q.grad), name
 
 
-def train(model, steps, autocast_bf16, batch=256, noise=0.1):
+def train(model, steps, autocast_bf16, batch=256, noise=0.1, device="trn"):
     """Regress a fixed random teacher from fresh noisy samples every step.
 
     Fresh data means no overfitting, so the loss floors near noise^2 + the
     model's approximation error, and precision shows up as a gap above it.
     """
     torch.manual_seed(123)
-    teacher = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 32))
+    teacher = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 32)).to(device)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(steps):
-        x = torch.randn(batch, 64)
+        x = torch.randn(batch, 64).to(device)
         with torch.no_grad():
-            y = teacher(x) + noise * torch.randn(batch, 32)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+            y = teacher(x) + noise * torch.randn(batch, 32).to(device)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast_bf16):
             pred = model(x)
         loss = nn.functional.mse_loss(pred.float(), y)
         opt.zero_grad()
@@ -135,7 +136,7 @@ def train(model, steps, autocast_bf16, batch=256, noise=0.1):
     return losses
 
 
-def test_mxfp8_training_tracks_bf16():
+def test_mxfp8_training_tracks_bf16_on_trn():
     bf16 = train(mlp(), 200, autocast_bf16=True)
     mxfp8 = train(convert_to_mx_training(mlp()), 200, autocast_bf16=False)
     assert mxfp8[-1] < 0.2 * mxfp8[0]                      # it learns

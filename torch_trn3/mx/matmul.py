@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import chip_model
+from ..hw.specs import dtype_bytes
 from . import _checks
 from .formats import ElemFormat, MX_BLOCK_SIZE
 from .mx_tensor import MXTensor, to_mx
@@ -41,6 +43,11 @@ def _check_pair(a: MXTensor, b: MXTensor) -> None:
     _checks.check_same_device(a=a.elements, b=b.elements)
 
 
+def _mode(*operands: MXTensor) -> str:
+    """The Tensor Engine mode: MXFP4 when every operand is E2M1, else MXFP8."""
+    return "mxfp4" if all(x.elem_format is ElemFormat.E2M1 for x in operands) else "mxfp8"
+
+
 def _finish(out: torch.Tensor, bias, out_dtype: torch.dtype) -> torch.Tensor:
     """Add an optional bias in float32 and round once to ``out_dtype``."""
     if bias is not None:
@@ -63,8 +70,13 @@ def mx_mm(a: MXTensor, b: MXTensor, *, out_dtype: torch.dtype = torch.float32,
     if b.ndim != 2:
         raise ValueError(f"b must be 2-D (N, K), got shape {tuple(b.shape)}")
     _check_pair(a, b)
-    out = a.dequantize(torch.float32) @ b.dequantize(torch.float32).mT
-    return _finish(out, bias, out_dtype)
+    with chip_model.uncharged():
+        out = a.dequantize(torch.float32) @ b.dequantize(torch.float32).mT
+        out = _finish(out, bias, out_dtype)
+    m = out.numel() // max(1, b.shape[0])
+    chip_model.charge_matmul("torch_trn3::mx_mm", [a.elements, b.elements], [out], m, b.shape[0],
+                             a.shape[-1], dtype=_mode(a, b))
+    return out
 
 
 def mx_grouped_mm(a: MXTensor, b: MXTensor, offs: torch.Tensor | None = None, *,
@@ -96,8 +108,15 @@ def mx_grouped_mm(a: MXTensor, b: MXTensor, offs: torch.Tensor | None = None, *,
                 f"K offsets {offs.tolist()} must be multiples of the block size {a.block_size}")
         if dims == (2, 3) and offs.shape[0] != b.shape[0]:
             raise ValueError(f"offs has {offs.shape[0]} groups but b has {b.shape[0]}")
-    out = torch._grouped_mm(a.dequantize(torch.float32),
-                            b.dequantize(torch.float32).transpose(-2, -1), offs=offs)
+    with chip_model.uncharged():
+        out = torch._grouped_mm(a.dequantize(torch.float32),
+                                b.dequantize(torch.float32).transpose(-2, -1), offs=offs)
+    # Every output element costs K multiply-adds whichever grouping made it.
+    n = b.shape[-2] if dims != (2, 2) else b.shape[0]
+    chip_model.charge_matmul("torch_trn3::mx_grouped_mm", [a.elements, b.elements], [out],
+                             out.numel() // max(1, n), n,
+                             a.shape[-1] if dims != (2, 2) else a.shape[-1] // max(1, offs.shape[0]),
+                             dtype=_mode(a, b))
     return out.to(out_dtype)
 
 
@@ -128,6 +147,12 @@ def w4a8_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None, *,
             "w4a8_linear needs an MXFP4 MXTensor or an NVFP4Tensor weight, got "
             + (repr(weight) if isinstance(weight, MXTensor) else type(weight).__name__))
     _checks.check_same_device(x=x, weight=weight.elements)
-    w8 = to_mx(weight.dequantize(torch.float32), torch.float8_e4m3fn, block_size, scale_mode)
-    x8 = to_mx(x, act_elem_dtype, block_size, scale_mode)
-    return mx_mm(x8, w8, bias=bias, out_dtype=x.dtype)
+    with chip_model.uncharged():
+        w8 = to_mx(weight.dequantize(torch.float32), torch.float8_e4m3fn, block_size, scale_mode)
+        x8 = to_mx(x, act_elem_dtype, block_size, scale_mode)
+        out = mx_mm(x8, w8, bias=bias, out_dtype=x.dtype)
+    # The weights cross HBM as 4-bit (dequantized on chip), compute is MXFP8.
+    chip_model.charge_matmul("torch_trn3::w4a8_linear", [x, weight.elements], [out],
+                             x.numel() // x.shape[-1], weight.shape[0], x.shape[-1],
+                             dtype="mxfp8", weight_bytes_per_element=dtype_bytes("mxfp4"))
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import chip_model
+from ..hw.specs import dtype_bytes
 from . import _checks
 from .formats import MX_BLOCK_SIZE
 from .mx_tensor import MXTensor, to_mx
@@ -105,5 +107,13 @@ def sparse_mm(a, w: StructuredSparseTensor, *, out_dtype: torch.dtype | None = N
         _checks.check_tensor("a", a)
         dense_a, default = a.to(torch.float32), a.dtype
     _checks.check_same_device(a=dense_a, w=w.indices)
-    out = dense_a @ w.to_dense(torch.float32).mT
-    return out.to(out_dtype or default)
+    with chip_model.uncharged():
+        out = (dense_a @ w.to_dense(torch.float32).mT).to(out_dtype or default)
+    # Modelled as the hardware runs it: MX compute at the sparse rate, and
+    # HBM holds only the kept values (MXFP8) and their in-group indices.
+    kept = w.n / w.m
+    index_bytes = kept * max(1, (w.m - 1).bit_length()) / 8
+    chip_model.charge_matmul("torch_trn3::sparse_mm", [w.indices], [out], out.numel() // w.shape[0],
+                             w.shape[0], w.shape[-1], dtype="mxfp8", sparsity=f"{w.n}:{w.m}",
+                             weight_bytes_per_element=kept * dtype_bytes("mxfp8") + index_bytes)
+    return out

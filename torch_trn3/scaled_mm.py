@@ -1,0 +1,122 @@
+"""``torch._scaled_mm`` / ``torch.nn.functional.scaled_mm`` on trn tensors.
+
+CPU PyTorch refuses block-scaled (MX) and FP4 operands; the Trainium3 Tensor
+Engine runs them natively, so on ``trn`` they work: each operand is
+dequantized per 32-element block (E8M0 scales), multiplied with FP32
+accumulation and rounded once to the output dtype (torch_trn3.mx.mx_mm).
+Tensor-wise and row-wise FP8 scaling (fp32 scales) work the same way. The
+whole op is charged once, as one MX matmul on the Tensor Engine.
+
+Scales must be in plain row-major layout (one per block along K):
+``scale_a`` (M, K/32), ``scale_b`` (N, K/32) for ``mat2`` given column-major
+(K, N) as PyTorch requires. Swizzled (32x4x4 blocked) scales, a CUDA layout,
+are refused with an error that says so.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from . import chip_model
+from .mx import MXTensor, mx_mm
+
+_MX_BLOCK = 32
+_TENSORWISE, _ROWWISE, _BLOCK1X16, _BLOCK1X32 = 0, 1, 2, 3
+_NO_SWIZZLE = 0
+_FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def _operand(mat: torch.Tensor, scale: torch.Tensor, name: str) -> MXTensor:
+    """``mat`` (rows, K) with E8M0 block scales as an MXTensor."""
+    rows = mat.shape[0]
+    packed = mat.dtype == torch.float4_e2m1fn_x2
+    k = mat.shape[1] * (2 if packed else 1)
+    if k % _MX_BLOCK:
+        raise ValueError(f"{name}: K={k} is not a multiple of the MX block size {_MX_BLOCK}")
+    if scale.numel() != rows * (k // _MX_BLOCK):
+        raise ValueError(
+            f"{name}: expected {rows * (k // _MX_BLOCK)} E8M0 scales ({rows} x {k // _MX_BLOCK}, one per "
+            f"32-element block along K, unswizzled), got shape {tuple(scale.shape)}"
+        )
+    return MXTensor(mat.contiguous(), scale.reshape(rows, k // _MX_BLOCK).contiguous(), _MX_BLOCK,
+                    elem_dtype=torch.float4_e2m1fn_x2 if packed else None)
+
+
+def _check_inputs(a: torch.Tensor, b: torch.Tensor, scales: List[torch.Tensor]) -> None:
+    for t in (a, b, *scales):
+        if t.device.type != a.device.type or t.device != a.device:
+            raise RuntimeError(
+                f"Expected all tensors to be on the same device, but found at least two devices, "
+                f"{a.device} and {t.device}!"
+            )
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"_scaled_mm expects 2-D operands, got {a.dim()}-D and {b.dim()}-D")
+
+
+def _dequantized_fp8(mat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    if scale.dtype != torch.float32:
+        raise TypeError(f"tensor-wise/row-wise scales must be float32, got {scale.dtype}")
+    return mat.to(torch.float32) * scale
+
+
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+              bias: Optional[torch.Tensor] = None, scale_result: Optional[torch.Tensor] = None,
+              out_dtype: Optional[torch.dtype] = None, use_fast_accum: bool = False) -> torch.Tensor:
+    """The ``aten::_scaled_mm`` kernel for trn (see the module docstring)."""
+    _check_inputs(a, b, [scale_a, scale_b])
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"_scaled_mm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
+    out_dtype = out_dtype or a.dtype
+    if scale_result is not None:
+        raise NotImplementedError("_scaled_mm on trn: scale_result (fp8 output) is not supported")
+    block_scaled = scale_a.dtype == torch.float8_e8m0fnu or scale_b.dtype == torch.float8_e8m0fnu
+    if scale_a.dtype == torch.float8_e4m3fn or a.dtype == torch.float4_e2m1fn_x2 and not block_scaled:
+        raise TypeError(
+            "NVFP4 (block 16, E4M3 scales) is not a Trainium3 compute format: the Tensor Engine has no "
+            "NVFP4 hardware. Dequantize it (torch_trn3.mx.to_nvfp4(...).dequantize() or .to_mx()) first."
+        )
+    with chip_model.uncharged():
+        if block_scaled:
+            out = mx_mm(_operand(a, scale_a, "mat_a"), _operand(b.t(), scale_b, "mat_b"),
+                        out_dtype=torch.float32, bias=None)
+        else:
+            if a.dtype not in _FP8 or b.dtype not in _FP8:
+                raise TypeError(f"_scaled_mm expects float8 operands, got {a.dtype} and {b.dtype}")
+            out = _dequantized_fp8(a, scale_a) @ _dequantized_fp8(b, scale_b)
+        if bias is not None:
+            out = out + bias.to(torch.float32)
+        out = out.to(out_dtype)
+    chip_model.charge("aten::_scaled_mm", [a, b, scale_a, scale_b], [out])
+    return out
+
+
+def scaled_mm_v2(a, b, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, bias=None,
+                 out_dtype=None, contraction_dim=(), use_fast_accum=False):
+    """The ``aten::_scaled_mm_v2`` kernel (what ``F.scaled_mm`` calls)."""
+    if len(scale_a) != 1 or len(scale_b) != 1:
+        raise NotImplementedError("scaled_mm on trn: one scale tensor per operand is supported")
+    if any(s != _NO_SWIZZLE for s in list(swizzle_a) + list(swizzle_b)):
+        raise ValueError("scaled_mm on trn: swizzled scales (SWIZZLE_32_4_4, a CUDA layout) are not "
+                         "supported; pass scales unswizzled (NO_SWIZZLE), one per block along K")
+    recipes = set(recipe_a) | set(recipe_b)
+    if _BLOCK1X16 in recipes:
+        raise TypeError("BlockWise1x16 (NVFP4) is not a Trainium3 compute format: the Tensor Engine "
+                        "has no NVFP4 hardware; use BlockWise1x32 (MX) scales")
+    if recipes - {_TENSORWISE, _ROWWISE, _BLOCK1X32}:
+        raise ValueError(f"scaled_mm on trn: unsupported scaling recipes {sorted(recipes)}")
+    return scaled_mm(a, b, scale_a[0], scale_b[0], bias=bias, out_dtype=out_dtype,
+                     use_fast_accum=use_fast_accum)
+
+
+_lib = None
+
+
+def register(device_key: str = "PrivateUse1") -> None:
+    """Registers the kernels for the trn dispatch key (once)."""
+    global _lib
+    if _lib is not None:
+        return
+    _lib = torch.library.Library("aten", "IMPL")
+    _lib.impl("_scaled_mm", scaled_mm, device_key)
+    _lib.impl("_scaled_mm_v2", scaled_mm_v2, device_key)
