@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch_trn3  # noqa: F401
 
-from conftest import requires_devices, run_python
+from trn_testing import requires_devices, run_python
 
 BAD_INDEX = 99  # more than any machine this suite runs on
 

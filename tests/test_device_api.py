@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch_trn3  # noqa: F401
 
-from conftest import GIB, requires_devices
+from trn_testing import GIB, requires_devices
 
 # The default machine: 1 chip, LNC=2 -> 4 logical devices of 36 GiB, 2 cores each.
 # Tests that depend on it skip when the suite runs under another TRN3_LNC.

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import GIB, clean_env
+from trn_testing import GIB, clean_env
 
 PROBE = """
 import json

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch_trn3  # noqa: F401
 
-from conftest import requires_devices
+from trn_testing import requires_devices
 
 pytestmark = requires_devices(2)
 

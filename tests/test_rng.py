@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 import torch_trn3  # noqa: F401
 
-from conftest import requires_devices
+from trn_testing import requires_devices
 
 
 def make_state(seed: int, offset: int) -> torch.Tensor:

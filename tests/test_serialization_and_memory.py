@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch_trn3  # noqa: F401
 
-from conftest import GIB, requires_devices
+from trn_testing import GIB, requires_devices
 
 
 def save_and_load(obj, **load_kwargs):
