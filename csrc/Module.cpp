@@ -8,6 +8,7 @@
 
 #include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/Generator.h>
+#include <torch/csrc/autograd/engine.h>
 #include <torch/extension.h>
 
 namespace torch_trn3 {
@@ -142,6 +143,11 @@ PYBIND11_MODULE(_C, m) {
     OpCharge charge{engine, seconds, flops, bytes};
     charge_explicit(op, static_cast<c10::DeviceIndex>(device), charge, inputs, outputs);
   }, "Schedules an op priced by the caller (e.g. a collective) on the device timeline");
+  m.def("_stop_autograd_engine", [] {
+    // The engine waits for its device threads, which need the GIL to exit.
+    py::gil_scoped_release no_gil;
+    torch::autograd::Engine::get_default_engine().stop();
+  }, "Stops autograd's device threads (called at interpreter exit)");
   m.def("_set_model_enabled", &set_model_enabled);
   m.def("_model_enabled", &model_enabled);
   m.def("_clear_cost_cache", &clear_cost_cache);

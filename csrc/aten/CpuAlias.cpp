@@ -44,28 +44,37 @@ at::Tensor make_trn_tensor(c10::Storage storage, caffe2::TypeMeta dtype,
   return t;
 }
 
+namespace {
+
+// A CPU tensor over `data` (the memory of `trn`) with `trn`'s geometry,
+// dtype and conj/neg bits.
+at::Tensor cpu_tensor_over(const at::Tensor& trn, c10::DataPtr data, c10::Allocator* allocator,
+                           bool resizable) {
+  auto storage = c10::make_intrusive<c10::StorageImpl>(
+      c10::StorageImpl::use_byte_size_t(), trn.storage().nbytes(), std::move(data), allocator,
+      resizable);
+  auto cpu = at::detail::make_tensor<c10::TensorImpl>(
+      c10::Storage(std::move(storage)), c10::DispatchKeySet(c10::DispatchKey::CPU), trn.dtype());
+  cpu.unsafeGetTensorImpl()->set_sizes_and_strides(trn.sizes(), trn.strides(),
+                                                   trn.storage_offset());
+  if (trn.is_conj()) cpu._set_conj(true);
+  if (trn.is_neg()) cpu._set_neg(true);
+  return cpu;
+}
+
+}  // namespace
+
 at::Tensor cpu_alias(const at::Tensor& trn) {
   if (!trn.defined()) return trn;
   if (trn._is_zerotensor()) {
     return at::_efficientzerotensor(trn.sizes(), trn.options().device(c10::kCPU));
   }
-  const auto& storage = trn.storage();
   // Non-owning pointer: the trn storage keeps the memory alive. The alias
   // storage stays resizable with the CPU allocator so out= kernels can grow
   // it; AdoptionContext::sync_mutated moves any new memory back to the trn
   // storage.
-  c10::DataPtr borrowed(const_cast<void*>(storage.data()), c10::Device(c10::kCPU));
-  auto alias_storage = c10::make_intrusive<c10::StorageImpl>(
-      c10::StorageImpl::use_byte_size_t(), storage.nbytes(), std::move(borrowed),
-      c10::GetCPUAllocator(), /*resizable=*/true);
-  auto alias = at::detail::make_tensor<c10::TensorImpl>(
-      c10::Storage(std::move(alias_storage)), c10::DispatchKeySet(c10::DispatchKey::CPU),
-      trn.dtype());
-  alias.unsafeGetTensorImpl()->set_sizes_and_strides(trn.sizes(), trn.strides(),
-                                                     trn.storage_offset());
-  if (trn.is_conj()) alias._set_conj(true);
-  if (trn.is_neg()) alias._set_neg(true);
-  return alias;
+  c10::DataPtr borrowed(const_cast<void*>(trn.storage().data()), c10::Device(c10::kCPU));
+  return cpu_tensor_over(trn, std::move(borrowed), c10::GetCPUAllocator(), /*resizable=*/true);
 }
 
 at::Tensor cpu_view(const at::Tensor& trn) {
@@ -76,17 +85,7 @@ at::Tensor cpu_view(const at::Tensor& trn) {
   c10::DataPtr shared(const_cast<void*>(storage.data()), owner,
                       [](void* ctx) { delete static_cast<c10::Storage*>(ctx); },
                       c10::Device(c10::kCPU));
-  auto view_storage = c10::make_intrusive<c10::StorageImpl>(
-      c10::StorageImpl::use_byte_size_t(), storage.nbytes(), std::move(shared), nullptr,
-      /*resizable=*/false);
-  auto view = at::detail::make_tensor<c10::TensorImpl>(
-      c10::Storage(std::move(view_storage)), c10::DispatchKeySet(c10::DispatchKey::CPU),
-      trn.dtype());
-  view.unsafeGetTensorImpl()->set_sizes_and_strides(trn.sizes(), trn.strides(),
-                                                    trn.storage_offset());
-  if (trn.is_conj()) view._set_conj(true);
-  if (trn.is_neg()) view._set_neg(true);
-  return view;
+  return cpu_tensor_over(trn, std::move(shared), nullptr, /*resizable=*/false);
 }
 
 at::Tensor trn_zero_tensor(c10::IntArrayRef size, c10::ScalarType dtype,
@@ -173,6 +172,10 @@ at::Tensor AdoptionContext::adopt(const at::Tensor& cpu_out) {
   for (const auto& in : inputs_) {
     if (in.alias.is_same(cpu_out)) return in.original;  // in-place / out=
   }
+  TORCH_CHECK(cpu_out.layout() == c10::kStrided || cpu_out._is_zerotensor(),
+              c10::get_privateuse1_backend(), " tensors support only the strided (dense) layout, "
+              "but this op produced a ", cpu_out.layout(), " tensor; move the tensor to the CPU for "
+              "sparse work.");
   if (cpu_out._is_zerotensor() || !cpu_out.has_storage()) {
     return trn_zero_tensor(cpu_out.sizes(), cpu_out.scalar_type(), device_);
   }

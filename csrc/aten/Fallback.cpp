@@ -15,6 +15,7 @@
 #include "../runtime/TrnDevices.h"
 #include "../runtime/TrnGenerator.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/op_registration/op_registration.h>
 #include <torch/library.h>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 #include <sstream>
 
@@ -64,6 +66,11 @@ const std::string& full_name(const c10::OperatorHandle& op) {
   cache.emplace(schema, slot.get());
   return *slot;
 }
+
+// The thread that loaded the extension (the user's); set_num_threads there
+// already applies.
+const std::thread::id g_main_thread = std::this_thread::get_id();
+bool is_main_thread() { return std::this_thread::get_id() == g_main_thread; }
 
 bool is_generator_arg(const c10::Argument& arg) {
   const auto& type = arg.real_type();
@@ -194,7 +201,11 @@ void trn_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     iv = generator->cpu_generator();
   }
 
-  // 4. Run the CPU kernel; its allocations come from the trn device.
+  // 4. Run the CPU kernel; its allocations come from the trn device. Backward
+  // ops run on autograd's device threads, whose intra-op thread count was
+  // fixed when they started: resync it with torch.set_num_threads' current
+  // value, so a kernel runs (and reduces) exactly as it would on the CPU.
+  if (!is_main_thread()) at::init_num_threads();
   {
     KernelDeviceScope scope(device);
     op.redispatchBoxed(c10::DispatchKeySet(c10::DispatchKey::CPU), stack);

@@ -53,6 +53,20 @@ std::string format_bytes(uint64_t n) {
   return buf;
 }
 
+// One allocation (or free) of `nbytes`: every allocation is its own segment,
+// active and reserved while it lives (nothing is cached).
+void record(DeviceStats& stats, size_t nbytes, bool allocated) {
+  auto apply = [allocated](c10::CachingAllocator::Stat& stat, size_t amount) {
+    allocated ? stat.increase(amount) : stat.decrease(amount);
+  };
+  for (auto* s : {&stats.allocated_bytes, &stats.reserved_bytes, &stats.active_bytes,
+                  &stats.requested_bytes}) {
+    apply((*s)[kAggregate], nbytes);
+  }
+  for (auto* s : {&stats.allocation, &stats.segment, &stats.active}) apply((*s)[kAggregate], 1);
+  (allocated ? stats.num_device_alloc : stats.num_device_free) += 1;
+}
+
 void charge(c10::DeviceIndex device, size_t nbytes) {
   auto& mem = devices_memory()[device];
   std::lock_guard<std::mutex> lock(mem.mutex);
@@ -68,27 +82,13 @@ void charge(c10::DeviceIndex device, size_t nbytes) {
         cfg.lnc, ") of which ", format_bytes(allocated.current),
         " is already allocated.");
   }
-  for (auto* s : {&mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
-                  &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
-    (*s)[kAggregate].increase(nbytes);
-  }
-  mem.stats.allocation[kAggregate].increase(1);
-  mem.stats.segment[kAggregate].increase(1);
-  mem.stats.active[kAggregate].increase(1);
-  mem.stats.num_device_alloc += 1;
+  record(mem.stats, nbytes, /*allocated=*/true);
 }
 
 void credit(c10::DeviceIndex device, size_t nbytes) {
   auto& mem = devices_memory()[device];
   std::lock_guard<std::mutex> lock(mem.mutex);
-  for (auto* s : {&mem.stats.allocated_bytes, &mem.stats.reserved_bytes,
-                  &mem.stats.active_bytes, &mem.stats.requested_bytes}) {
-    (*s)[kAggregate].decrease(nbytes);
-  }
-  mem.stats.allocation[kAggregate].decrease(1);
-  mem.stats.segment[kAggregate].decrease(1);
-  mem.stats.active[kAggregate].decrease(1);
-  mem.stats.num_device_free += 1;
+  record(mem.stats, nbytes, /*allocated=*/false);
 }
 
 // Device allocations made through the kernel-scratch CPU allocator, so its
