@@ -1,7 +1,8 @@
 """MX (microscaling) numerics of Trainium3: OCP MXFP8/MXFP4 block formats.
 
-Pure torch ops, so everything runs on CPU tensors and, unchanged, on the
-``trn`` device. See ``README.md`` in this folder for the module map.
+Quantizing is one C++ op (``torch.ops.torch_trn3.quantize_mx``), the rest pure
+torch ops; everything runs on CPU tensors and, unchanged, on the ``trn``
+device. See ``README.md`` in this folder for the module map.
 """
 
 from .formats import (E8M0_EXPONENT_BIAS, MX_BLOCK_SIZE, NVFP4_BLOCK_SIZE, ElemFormat,

@@ -1,8 +1,8 @@
-"""Element storage: scaled values <-> the raw element tensor of each format.
+"""Element storage: the raw element tensor of each format -> exact float32 values.
 
-``encode_elements`` takes values already divided by their block scale (in
-float32) and applies the element rule: round to nearest even, clamp finite
-overflow to the max normal keeping the sign. ``decode_elements`` is exact.
+Encoding (round to nearest even, finite overflow clamped to the max normal
+keeping the sign) happens in the ``torch_trn3::quantize_mx`` C++ op that
+``to_mx`` calls. ``decode_elements`` is exact.
 """
 
 from __future__ import annotations
@@ -16,41 +16,6 @@ from .formats import ElemFormat
 def storage_last_dim(size: int, fmt: ElemFormat) -> int:
     """Storage length of ``size`` logical elements (FP4 packs two per byte)."""
     return size // 2 if fmt.is_packed else size
-
-
-def encode_elements(scaled: torch.Tensor, fmt: ElemFormat, out: torch.Tensor) -> torch.Tensor:
-    """Write float32 scaled values (..., K) into ``out`` (..., storage K); return it.
-
-    ``scaled`` is consumed (clamped in place). The clamp is skipped only when
-    torch's own cast to the format is known to saturate (E4M3 on torch 2.x
-    today; older torch overflowed to NaN), and always done for E5M2, whose
-    cast overflows to Inf. NaN passes through the clamp unchanged.
-    """
-    if not _CAST_SATURATES[fmt]:
-        scaled.clamp_(-fmt.max_normal, fmt.max_normal)
-    if fmt.is_packed:
-        out.view(torch.uint8).copy_(fp4.pack_fp4(fp4.encode_e2m1(scaled)))
-    else:
-        out.copy_(scaled)
-    return out
-
-
-def _cast_saturates(fmt: ElemFormat) -> bool:
-    """Does float32 -> fmt in this torch clamp overflow to +-max normal (RNE)?
-
-    Probed on CPU with values just past the max normal, the largest float32
-    and Inf, so a torch that stops saturating cannot go unnoticed.
-    """
-    if fmt.is_packed:
-        return True    # FP4 rounding is ours: fp4.encode_e2m1 saturates
-    probe = torch.tensor([fmt.max_normal * 1.1, -3.0e38, float("inf")], dtype=torch.float32)
-    got = probe.to(fmt.dtype).to(torch.float32).tolist()
-    return got == [fmt.max_normal, -fmt.max_normal, fmt.max_normal]
-
-
-# Probed once at import (a few CPU ops), not lazily, so torch.compile traces a
-# plain dict lookup.
-_CAST_SATURATES = {fmt: _cast_saturates(fmt) for fmt in ElemFormat}
 
 
 def decode_table(fmt: ElemFormat, device) -> torch.Tensor:

@@ -2,8 +2,11 @@
 
 An MX tensor is a pair of plain tensors: the elements (FP8, or FP4 packed two
 per byte) and one E8M0 scale per block of ``block_size`` consecutive elements
-along the last dim. Value = element * 2^(scale byte - 127). Everything here is
-pure torch ops, so it runs on whatever device the tensors live on.
+along the last dim. Value = element * 2^(scale byte - 127). Quantizing is one
+C++ op, ``torch.ops.torch_trn3.quantize_mx`` (``csrc/aten/MxQuantize.cpp``; trn
+tensors reach its CPU kernel through the device's fallback, and a Meta kernel
+lets torch.compile trace it); dequantizing is pure torch ops. Both run on
+whatever device the tensors live on.
 """
 
 from __future__ import annotations
@@ -11,19 +14,18 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .elements import (decode_elements, decode_table, encode_elements, storage_last_dim,
-                       zero_rows)
-from .formats import E8M0_NAN, MX_BLOCK_SIZE, ElemFormat, ScaleMode
-from .rounding import narrow_to_float32
-from .scales import block_amax, e8m0_scales, e8m0_to_float
+from .elements import decode_elements, decode_table, storage_last_dim
+from .formats import MX_BLOCK_SIZE, ElemFormat, ScaleMode
+from .scales import e8m0_to_float
 
 
-#: Elements processed per step. Slices of a few MB keep the float32
+#: Elements dequantized per step. Slices of a few MB keep the float32
 #: temporaries cache-resident and let the host allocator reuse them (whole-
-#: tensor temporaries were dominated by page faults: about 3x slower); at
-#: 2^20 elements the per-chunk scale math (2^15 blocks) stays below torch's
-#: parallel grain size, so it runs without thread synchronisation.
+#: tensor temporaries were dominated by page faults: about 3x slower).
 CHUNK_ELEMENTS = 1 << 20
+
+#: ``scale_mode`` argument of ``torch.ops.torch_trn3.quantize_mx``.
+_SCALE_MODE_CODES = {ScaleMode.FLOOR: 0, ScaleMode.RCEIL: 1, ScaleMode.TRN3: 2}
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -137,41 +139,12 @@ def to_mx(x: torch.Tensor, elem_dtype: torch.dtype, block_size: int = MX_BLOCK_S
     _checks.check_quantizable("x", x)
     _checks.check_block_size(block_size, fmt.is_packed)
     _checks.check_divisible("x", x.shape[-1], block_size)
-
-    rows = x.to(_working_dtype(x.dtype)).reshape(-1, block_size)  # one row per block
-    elements = torch.empty((rows.shape[0], storage_last_dim(block_size, fmt)),
-                           dtype=fmt.dtype, device=x.device)
-    scale_bytes = torch.empty(rows.shape[0], dtype=torch.uint8, device=x.device)
-    chunks = _row_chunks(rows.shape[0], block_size)
-    # One scratch chunk reused by every step: no allocator round trips.
-    scratch = torch.empty_like(rows[chunks[0]]) if chunks else None
-    for part in chunks:
-        _quantize_rows(rows[part], fmt, mode, elements[part], scale_bytes[part], scratch)
-    nan_blocks = scale_bytes == E8M0_NAN
-    # Zero the elements of NaN blocks. Eagerly, skip the pass when there are
-    # none (the common case; one host sync); compiled graphs always run it.
-    if torch.compiler.is_compiling() or bool(nan_blocks.any()):
-        zero_rows(elements, nan_blocks)
-    lead = x.shape[:-1]
-    return MXTensor(elements.view(*lead, storage_last_dim(x.shape[-1], fmt)),
-                    scale_bytes.view(*lead, x.shape[-1] // block_size).view(torch.float8_e8m0fnu),
-                    block_size)
-
-
-def _quantize_rows(rows: torch.Tensor, fmt: ElemFormat, mode: ScaleMode,
-                   out_elements: torch.Tensor, out_scales: torch.Tensor,
-                   scratch: torch.Tensor) -> None:
-    """Quantize one chunk of blocks (one per row) into the output slices.
-
-    Scales are computed per chunk so the chunk is still in cache when it is
-    scaled and cast (one trip to memory instead of two). ``scratch`` (at least
-    ``rows``' shape and dtype) holds first the amax bits, then the scaled values.
-    """
-    scratch = scratch[:rows.shape[0]]
-    scale_bytes, reciprocal = e8m0_scales(block_amax(rows, scratch), fmt, mode)
-    out_scales.copy_(scale_bytes)
-    scaled = torch.mul(rows, reciprocal.unsqueeze(-1), out=scratch)
-    encode_elements(narrow_to_float32(scaled), fmt, out_elements)
+    # One pass in C++: per block the amax (sign-cleared bits), the E8M0 byte
+    # from its exponent, x * 2^-s (exact), clamp and round to nearest even;
+    # NaN/Inf blocks poisoned. Outputs carry no gradient, hence detach().
+    elements, scale_bytes = torch.ops.torch_trn3.quantize_mx(
+        x.detach(), fmt.dtype, block_size, _SCALE_MODE_CODES[mode])
+    return MXTensor(elements, scale_bytes.view(torch.float8_e8m0fnu), block_size)
 
 
 def from_mx(mx: MXTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
