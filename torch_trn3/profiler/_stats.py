@@ -1,0 +1,162 @@
+"""Aggregates over profiled ops: per-op-group totals and per-step windows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from ..hw.cost import Engine
+from ..hw.lnc import LogicalDeviceSpec
+from ._records import OpRecord, TensorDesc, shapes_text
+
+#: How :func:`group_ops` keys records.
+GROUP_BY = ("shape", "op", "module")
+
+
+@dataclass
+class Step:
+    """One profiler step: per device, the modelled window its ops ran in."""
+
+    index: int
+    #: device -> (start_s, end_s) on that device's clock.
+    windows: Dict[int, Tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        """The step's modelled time: its longest device window."""
+        return max((end - start for start, end in self.windows.values()), default=0.0)
+
+
+@dataclass
+class OpStats:
+    """Totals over a group of records (one op, or one op at one shape)."""
+
+    name: str
+    engine: Engine
+    #: Input shapes of the first record of the group.
+    inputs: Tuple[TensorDesc, ...]
+    dtype: str
+    calls: int = 0
+    #: Modelled seconds on the op's engine, summed over calls.
+    time_s: float = 0.0
+    flops: float = 0.0
+    model_flops: float = 0.0
+    hbm_bytes: float = 0.0
+    #: The chip model's breakdown, summed over calls (see hw.cost.OpCost).
+    compute_s: float = 0.0
+    memory_s: float = 0.0
+    overhead_s: float = 0.0
+    intercore_s: float = 0.0
+    #: Tensor Engine array fill of the first call (None for other engines).
+    utilisation: Optional[float] = None
+    notes: Tuple[str, ...] = ()
+    #: Module paths the calls ran in, first seen first.
+    scopes: Tuple[str, ...] = ()
+
+    @property
+    def bound(self) -> str:
+        """What sets the time: "compute", "memory", "issue" (fixed per-instruction
+        cost dominates) or "intercore" (LNC=8 traffic dominates)."""
+        parts = {"compute": self.compute_s, "memory": self.memory_s,
+                 "issue": self.overhead_s, "intercore": self.intercore_s}
+        return max(parts, key=parts.get)
+
+    @property
+    def shapes(self) -> str:
+        return shapes_text(self.inputs)
+
+    @property
+    def module(self) -> str:
+        """The first module path, with "(+N)" when the group spans more."""
+        named = [s for s in self.scopes if s]
+        if not named:
+            return ""
+        return named[0] + (f" (+{len(named) - 1})" if len(named) > 1 else "")
+
+
+def group_ops(records: Iterable[OpRecord], dev: LogicalDeviceSpec, group_by: str = "shape") -> List[OpStats]:
+    """Records grouped by op name and input shapes ("shape"), op name ("op")
+    or op name and module path ("module"), most modelled time first."""
+    if group_by not in GROUP_BY:
+        raise ValueError(f"group_by={group_by!r} is invalid: allowed values are {', '.join(GROUP_BY)}")
+    groups: Dict[tuple, OpStats] = {}
+    scopes: Dict[tuple, Dict[str, None]] = {}
+    for r in records:
+        if group_by == "shape":
+            key = (r.name, r.inputs)
+        elif group_by == "op":
+            key = (r.name,)
+        else:
+            key = (r.name, r.scope)
+        stats = groups.get(key)
+        cost = r.cost(dev)
+        if stats is None:
+            stats = groups[key] = OpStats(
+                r.name, r.engine, r.inputs, r.dtype,
+                utilisation=cost.utilisation if cost else None,
+                notes=cost.notes if cost else ())
+            scopes[key] = {}
+        stats.calls += 1
+        stats.time_s += r.duration_s
+        stats.flops += r.flops
+        stats.model_flops += r.model_flops
+        stats.hbm_bytes += r.hbm_bytes
+        if cost is not None:
+            stats.compute_s += cost.compute_s
+            stats.memory_s += cost.memory_s
+            stats.overhead_s += cost.overhead_s
+            stats.intercore_s += cost.intercore_s
+        scopes[key][r.scope] = None
+    for key, stats in groups.items():
+        stats.scopes = tuple(scopes[key])
+    return sorted(groups.values(), key=lambda s: -s.time_s)
+
+
+def engine_busy(records: Iterable[OpRecord]) -> Dict[Engine, float]:
+    """Modelled busy seconds per engine, summed over devices."""
+    busy = {e: 0.0 for e in Engine}
+    for r in records:
+        busy[r.engine] += r.duration_s
+    return busy
+
+
+# ---------------------------------------------------------------------------
+# Plain-text tables
+# ---------------------------------------------------------------------------
+
+def fmt_time(seconds: float) -> str:
+    """``"1.234 ms"`` / ``"56.7 us"`` / ``"2.000 s"``."""
+    if seconds >= 1.0:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3f} ms"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e9:.0f} ns"
+
+
+def fmt_quantity(value: float, unit: str) -> str:
+    """``"1.23 GB"``, ``"4.56 TFLOP"`` (decimal prefixes)."""
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def render_table(headers: List[str], rows: List[List[str]], align: str) -> str:
+    """A fixed-width table; ``align`` has one "l"/"r" per column."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+
+    def line(cells):
+        out = []
+        for cell, width, a in zip(cells, widths, align):
+            out.append(cell.ljust(width) if a == "l" else cell.rjust(width))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule] + [line(r) for r in rows])
+
+
+def truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
