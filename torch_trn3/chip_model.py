@@ -215,8 +215,13 @@ def describe(t) -> TensorDesc:
 def uncharged():
     """Ops inside are not charged: a kernel written in Python in terms of other
     ops (MX matmuls dequantize then multiply) charges itself once instead."""
+    import torch
+
     from . import _C
 
+    if torch.compiler.is_compiling():  # traced graphs charge the ops they run
+        yield
+        return
     previous = _C._model_enabled()
     _C._set_model_enabled(False)
     try:
@@ -247,9 +252,13 @@ def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, 
     another format than ``dtype`` (W4A8: MXFP4 weights in HBM, MXFP8
     compute; sparse weights: only the kept values and their indices).
     """
+    import torch
+
     from . import DEVICE_NAME, _C, machine
     from .hw.specs import dtype_bytes
 
+    if torch.compiler.is_compiling():
+        return None  # see uncharged(): compiled graphs charge their ops one by one
     if not outputs or outputs[0].device.type != DEVICE_NAME or not _C._model_enabled():
         return None  # not on trn, or inside another kernel's uncharged() body
     dev = machine.logical

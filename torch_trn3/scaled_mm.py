@@ -19,7 +19,7 @@ from typing import List, Optional
 import torch
 
 from . import chip_model
-from .mx import MXTensor, mx_mm
+from .mx import MXTensor, mx_grouped_mm, mx_mm
 
 _MX_BLOCK = 32
 _TENSORWISE, _ROWWISE, _BLOCK1X16, _BLOCK1X32 = 0, 1, 2, 3
@@ -109,6 +109,44 @@ def scaled_mm_v2(a, b, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_
                      use_fast_accum=use_fast_accum)
 
 
+def scaled_grouped_mm(a, b, scale_a, scale_b, offs=None, bias=None, scale_result=None,
+                      out_dtype=None, use_fast_accum=False):
+    """The ``aten::_scaled_grouped_mm`` kernel for trn (MoE experts).
+
+    ``a`` (M, K) x ``b`` (G, K, N) with int32 ``offs`` (group ends over M), or
+    3-D x 3-D. MX: E8M0 scales, ``scale_a`` (M, K/32) and ``scale_b``
+    (G, N, K/32), unswizzled. Row-wise FP8: float32 ``scale_a`` (M,) and
+    ``scale_b`` (G, N). Charged once, as one MX matmul per output element.
+    """
+    _check_inputs(a, b.flatten(0, 1) if b.dim() == 3 else b, [scale_a, scale_b])
+    if bias is not None or scale_result is not None:
+        raise NotImplementedError("_scaled_grouped_mm on trn: bias and scale_result are not supported")
+    out_dtype = out_dtype or torch.bfloat16
+    with chip_model.uncharged():
+        if scale_a.dtype == torch.float8_e8m0fnu:
+            b_nk = b.transpose(-2, -1)
+            k_blocks = a.shape[-1] * (2 if a.dtype == torch.float4_e2m1fn_x2 else 1) // _MX_BLOCK
+            fp4 = torch.float4_e2m1fn_x2 if a.dtype == torch.float4_e2m1fn_x2 else None
+            ma = MXTensor(a.contiguous(), scale_a.reshape(*a.shape[:-1], k_blocks).contiguous(), _MX_BLOCK,
+                          elem_dtype=fp4)
+            mb = MXTensor(b_nk.contiguous(), scale_b.reshape(*b_nk.shape[:-1], k_blocks).contiguous(),
+                          _MX_BLOCK, elem_dtype=fp4)
+            out = mx_grouped_mm(ma, mb, offs, out_dtype=torch.float32)
+        else:
+            if a.dtype not in _FP8 or b.dtype not in _FP8:
+                raise TypeError(f"_scaled_grouped_mm expects float8 operands, got {a.dtype} and {b.dtype}")
+            fa = _dequantized_fp8(a, scale_a.reshape(*a.shape[:-1], 1))
+            fb = _dequantized_fp8(b, scale_b.reshape(*b.shape[:-2], 1, b.shape[-1]))
+            out = torch._grouped_mm(fa, fb, offs=offs)
+        out = out.to(out_dtype)
+    n = out.shape[-1]
+    k = b.shape[-2]
+    chip_model.charge_matmul("aten::_scaled_grouped_mm", [a, b, scale_a, scale_b], [out],
+                             out.numel() // n, n, k,
+                             dtype="mxfp4" if a.dtype == torch.float4_e2m1fn_x2 else "mxfp8")
+    return out
+
+
 _lib = None
 
 
@@ -120,3 +158,4 @@ def register(device_key: str = "PrivateUse1") -> None:
     _lib = torch.library.Library("aten", "IMPL")
     _lib.impl("_scaled_mm", scaled_mm, device_key)
     _lib.impl("_scaled_mm_v2", scaled_mm_v2, device_key)
+    _lib.impl("_scaled_grouped_mm", scaled_grouped_mm, device_key)

@@ -169,3 +169,29 @@ def test_nvfp4_is_storage_only_on_trn():
         mx_mm(to_mx(torch.randn(8, 64).trn(), E4M3), nv_trn)
     x = torch.randn(8, 64)   # software dequantize path: NVFP4 storage, MXFP8 compute
     assert torch.equal(w4a8_linear(x.trn(), nv_trn).cpu(), w4a8_linear(x, to_nvfp4(w)))
+
+
+def test_scaled_grouped_mm_mx_on_trn_equals_reference():
+    """MoE experts in MXFP8: a (M, K) x b (G, K, N) with group ends over M."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(96, 64, generator=g)
+    w = torch.randn(3, 32, 64, generator=g)  # experts as (G, N, K)
+    offs = torch.tensor([32, 64, 96], dtype=torch.int32)
+    xm, wm = to_mx(x, E4M3), to_mx(w, E4M3)
+    expected = mx_grouped_mm(xm, wm, offs)  # dequantize, fp32 grouped matmul
+    out = torch._scaled_grouped_mm(xm.elements.trn(), wm.elements.trn().transpose(-2, -1), xm.scales.trn(),
+                                   wm.scales.trn(), offs=offs.trn(), out_dtype=torch.float32)
+    assert torch.equal(out.cpu(), expected)
+
+
+def test_scaled_grouped_mm_rowwise_fp8_on_trn():
+    g = torch.Generator().manual_seed(6)
+    a = torch.randn(64, 32, generator=g).to(E4M3)
+    b = torch.randn(2, 32, 16, generator=g).to(E4M3)
+    sa, sb = torch.rand(64, generator=g) + 0.5, torch.rand(2, 16, generator=g) + 0.5
+    offs = torch.tensor([24, 64], dtype=torch.int32)
+    out = torch._scaled_grouped_mm(a.trn(), b.trn(), sa.trn(), sb.trn(), offs=offs.trn(), out_dtype=torch.float32)
+    # By hand: rows of group g use expert g, each product scaled by its row and column scale.
+    ref = torch.cat([(a[:24].float() * sa[:24, None]) @ (b[0].float() * sb[0]),
+                     (a[24:].float() * sa[24:, None]) @ (b[1].float() * sb[1])])
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-6, atol=1e-5)
