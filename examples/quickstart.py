@@ -25,6 +25,9 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     data = torch.randn(512, 64, device="trn")
     labels = (data[:, :10].argmax(dim=1))
+    # Events read the device's simulated clock: modelled Trainium3 time.
+    start, end = torch.trn.Event(enable_timing=True), torch.trn.Event(enable_timing=True)
+    start.record()
     for step in range(101):
         idx = torch.randint(0, 512, (64,), device="trn")
         with torch.autocast("trn", dtype=torch.bfloat16):
@@ -34,6 +37,9 @@ def main() -> None:
         opt.step()
         if step % 25 == 0:
             print(f"step {step:3d}  loss {loss.item():.4f}")
+    end.record()
+    print(f"101 training steps: {start.elapsed_time(end):.3f} ms of modelled Trainium3 time "
+          f"({start.elapsed_time(end) / 101 * 1e3:.1f} us per step)")
 
     allocated = torch.trn.memory_allocated(0)
     peak = torch.trn.max_memory_allocated(0)
