@@ -195,3 +195,8 @@ def _moe_checks():
         # the router is replicated: its gradient is the sum over ranks
         dist.all_reduce(rl.grad)
         close(rl.grad, rr.grad, **tol)
+
+
+# Scenarios kept in their own modules; workers.py finds scenarios here.
+from checkpointing import scenario_checkpoint_load, scenario_checkpoint_save  # noqa: E402,F401
+from symm_mem_checks import scenario_symm_mem  # noqa: E402,F401
