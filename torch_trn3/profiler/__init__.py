@@ -17,6 +17,6 @@ paths via nn.Module hooks), ``_stats`` (grouping, tables), ``_advice``
 from ._advice import Advice
 from ._profile import profile, scope
 from ._records import ENGINE_NAMES, OpRecord
-from ._stats import OpStats, Step
+from ._stats import CollectiveStats, OpStats, Step
 
-__all__ = ["profile", "scope", "OpRecord", "OpStats", "Step", "Advice", "ENGINE_NAMES"]
+__all__ = ["profile", "scope", "OpRecord", "OpStats", "Step", "CollectiveStats", "Advice", "ENGINE_NAMES"]

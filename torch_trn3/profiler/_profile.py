@@ -13,8 +13,8 @@ from ..hw.lnc import LogicalDeviceSpec
 from . import _advice, _plot, _trace
 from ._records import ENGINE_NAMES, OpRecord, from_raw
 from ._scopes import ScopeTracker
-from ._stats import (GROUP_BY, OpStats, Step, engine_busy, fmt_quantity, fmt_time,
-                     group_ops, render_table, truncate)
+from ._stats import (GROUP_BY, CollectiveStats, OpStats, Step, engine_busy, fmt_quantity,
+                     fmt_time, group_collectives, group_ops, render_table, truncate)
 
 _active: Optional["profile"] = None
 
@@ -251,6 +251,23 @@ class profile:
             self._groups[group_by] = group_ops(self._records, self.device_spec, group_by)
         return self._groups[group_by]
 
+    def collectives(self) -> List[CollectiveStats]:
+        """Collectives (ops on the COLLECTIVE engine, e.g. ``trnccl::all_reduce``)
+        grouped by op and power-of-2 message-size bucket, each with its call
+        count and modelled durations (``min_s``, ``median_s``, ``p90_s``,
+        ``max_s``), over all steps and devices."""
+        return group_collectives(self._records)
+
+    def collective_table(self) -> str:
+        """:meth:`collectives` as a table (durations per call, modelled)."""
+        rows = []
+        for c in self.collectives():
+            rows.append([truncate(c.name, 36), c.size_range, str(c.calls), fmt_time(c.total_s),
+                         fmt_time(c.min_s), fmt_time(c.median_s), fmt_time(c.p90_s),
+                         fmt_time(c.max_s)])
+        return render_table(["collective", "message size", "calls", "total", "min", "median",
+                             "p90", "max"], rows, "llrrrrrr")
+
     def recommendations(self) -> List[_advice.Advice]:
         """Rule-based advice, most important first (``str(a)`` is the text)."""
         return _advice.recommend(self)
@@ -280,7 +297,8 @@ class profile:
 
     def summary(self, top: int = 10) -> str:
         """A printable report: step time, MFU/HFU, arithmetic intensity, HBM,
-        engine activity, top ops and recommendations."""
+        engine activity, top ops, collectives by op and message size (when
+        any ran) and recommendations."""
         dev = self.device_spec
         steps = len(self._steps)
         lines = [
@@ -318,6 +336,11 @@ class profile:
         if inter:
             lines.append(f"  intercore: LNC={dev.lnc} inter-core barrier + traffic, "
                          f"{fmt_time(inter / max(1, steps))} per step")
+        if any(r.engine is Engine.COLLECTIVE for r in self._records):
+            lines.append("")
+            lines.append("Collectives by op and message size (modelled duration per call, "
+                         "all steps)")
+            lines.append(self.collective_table())
         lines.append("")
         lines.append("Recommendations")
         advice = self.recommendations()

@@ -160,3 +160,96 @@ def render_table(headers: List[str], rows: List[List[str]], align: str) -> str:
 
 def truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Collectives: per op and message-size bucket, duration distributions
+# ---------------------------------------------------------------------------
+
+@dataclass
+class CollectiveStats:
+    """Calls of one collective op whose message size falls in one power-of-2
+    bucket ``[bucket_bytes, 2 * bucket_bytes)`` (``bucket_bytes == 0``: empty
+    messages), with the distribution of their modelled durations."""
+
+    #: Charged op name, e.g. ``"trnccl::all_reduce"``.
+    name: str
+    #: Lower bound of the size bucket, a power of 2 (0 for 0-byte messages).
+    bucket_bytes: int
+    #: Modelled seconds of each call, ascending.
+    durations_s: Tuple[float, ...] = ()
+    #: Message bytes summed over calls (the size each call was charged for).
+    total_bytes: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return len(self.durations_s)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.durations_s)
+
+    @property
+    def min_s(self) -> float:
+        return self.durations_s[0]
+
+    @property
+    def max_s(self) -> float:
+        return self.durations_s[-1]
+
+    @property
+    def median_s(self) -> float:
+        return percentile(self.durations_s, 50)
+
+    @property
+    def p90_s(self) -> float:
+        return percentile(self.durations_s, 90)
+
+    @property
+    def size_range(self) -> str:
+        """``"[4 MiB, 8 MiB)"``, or ``"0 B"``."""
+        if self.bucket_bytes == 0:
+            return "0 B"
+        return f"[{fmt_bytes(self.bucket_bytes)}, {fmt_bytes(2 * self.bucket_bytes)})"
+
+
+def size_bucket(nbytes: float) -> int:
+    """Largest power of 2 <= ``nbytes`` (0 for empty messages)."""
+    n = int(nbytes)
+    return 0 if n <= 0 else 1 << (n.bit_length() - 1)
+
+
+def percentile(sorted_values: Tuple[float, ...], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ascending values, linearly
+    interpolated between closest ranks (numpy's default, "linear")."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def group_collectives(records: Iterable[OpRecord]) -> List[CollectiveStats]:
+    """Records on the COLLECTIVE engine grouped by op name and message-size
+    bucket (the bytes the collective was charged for, ``hbm_bytes`` of its
+    record), ordered by op name, then size."""
+    groups: Dict[Tuple[str, int], List[Tuple[float, float]]] = {}
+    for r in records:
+        if r.engine is not Engine.COLLECTIVE:
+            continue
+        groups.setdefault((r.name, size_bucket(r.hbm_bytes)), []).append(
+            (r.duration_s, r.hbm_bytes))
+    out = []
+    for (name, bucket), calls in sorted(groups.items()):
+        out.append(CollectiveStats(name, bucket, tuple(sorted(d for d, _ in calls)),
+                                   sum(b for _, b in calls)))
+    return out
+
+
+def fmt_bytes(n: float) -> str:
+    """``"512 B"``, ``"4 KiB"``, ``"1.5 MiB"`` (binary prefixes, as buckets are powers of 2)."""
+    for prefix, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {prefix}B"
+    return f"{n:g} B"
