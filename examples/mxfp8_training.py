@@ -59,6 +59,15 @@ def train(model: nn.Module, device: torch.device, steps: int, bf16_autocast: boo
     return losses
 
 
+def modelled_step_ms(model: nn.Module, device: torch.device, bf16_autocast: bool) -> float:
+    """Modelled Trainium3 time of one more training step (trn events)."""
+    start, end = torch.trn.Event(enable_timing=True), torch.trn.Event(enable_timing=True)
+    start.record()
+    train(model, device, 1, bf16_autocast)
+    end.record()
+    return start.elapsed_time(end)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="trn")
@@ -80,6 +89,21 @@ def main() -> None:
     end_bf16, end_mx = sum(bf16[-tail:]) / tail, sum(mxfp8[-tail:]) / tail
     print(f"final (mean of last {tail}): bf16 {end_bf16:.5f}  mxfp8 {end_mx:.5f}  "
           f"difference {100 * (end_mx - end_bf16) / end_bf16:+.2f}%")
+
+    if device.type == "cpu":
+        return
+    import torch_trn3
+    from torch_trn3.hw.cost import matmul_cost
+
+    bf16_ms = modelled_step_ms(make_model(0, args.width, device), device, bf16_autocast=True)
+    mx_ms = modelled_step_ms(mx_model, device, bf16_autocast=False)
+    print(f"modelled Trainium3 step (width {args.width}): bf16 {bf16_ms * 1e3:.1f} us, "
+          f"mxfp8 {mx_ms * 1e3:.1f} us ({bf16_ms / mx_ms:.2f}x faster; layers this small are "
+          f"dominated by fixed per-op costs and element-wise work)")
+    dev = torch_trn3.machine.logical
+    big = 4096
+    speedup = matmul_cost(dev, big, big, big, dtype="bf16").time_s / matmul_cost(dev, big, big, big, dtype="mxfp8").time_s
+    print(f"modelled speedup of one {big}^3 matmul on the MX array vs BF16: {speedup:.2f}x")
 
 
 if __name__ == "__main__":
