@@ -25,3 +25,5 @@ machine = read_machine_config()
 _registration.register(machine)
 
 DEVICE_NAME = machine.device_name
+
+from .accumulation import get_matmul_accumulation, set_matmul_accumulation  # noqa: E402
