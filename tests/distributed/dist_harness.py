@@ -12,7 +12,12 @@ from launch import describe, run_ranks  # noqa: E402
 
 
 def launch_or_fail(scenario: str, world_size: int, timeout: float, env=None):
+    """Runs ``scenario`` on ``world_size`` ranks; fails the test unless every
+    rank exited 0 (tests that expect a rank to die call ``run_ranks``)."""
     results = run_ranks(scenario, world_size, timeout=timeout, env=env)
+    for r in results:
+        if r.returncode != 0:
+            pytest.fail(f"rank {r.rank} exited with {r.returncode}:\n{describe(results)}")
     return results
 
 

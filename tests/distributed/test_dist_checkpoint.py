@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from dist_harness import assert_check, launch_or_fail
-from launch import describe
 
 LOAD_CHECKS = [
     "load_resharded_model_and_optimizer",
@@ -19,19 +18,12 @@ LOAD_CHECKS = [
 ]
 
 
-def _ok(results):
-    for r in results:
-        assert r.returncode == 0, f"rank {r.rank} exited with {r.returncode}:\n{describe(results)}"
-
-
 @pytest.fixture(scope="module", params=[(2, 1), (4, 2)], ids=["2to1", "4to2"])
 def resharded(request, tmp_path_factory):
     saved_by, loaded_by = request.param
     ckpt = str(tmp_path_factory.mktemp(f"dcp_{saved_by}to{loaded_by}"))
     saved = launch_or_fail("checkpoint_save", saved_by, timeout=90, env={"CKPT_DIR": ckpt})
-    _ok(saved)
     loaded = launch_or_fail("checkpoint_load", loaded_by, timeout=90, env={"CKPT_DIR": ckpt})
-    _ok(loaded)
     return saved, loaded
 
 

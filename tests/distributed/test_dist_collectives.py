@@ -75,10 +75,7 @@ INIT = [
 
 @pytest.fixture(scope="module")
 def ranks():
-    results = launch_or_fail("collectives", WORLD, timeout=150)
-    for r in results:
-        assert r.returncode == 0, f"rank {r.rank} exited with {r.returncode}:\n{r.output[-4000:]}"
-    return results
+    return launch_or_fail("collectives", WORLD, timeout=150)
 
 
 @pytest.mark.parametrize("name", COLLECTIVES)

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dist_harness import launch_or_fail
+from launch import run_ranks
 
 TIMEOUT_S = 5
 
 
 @pytest.mark.parametrize("mode", ["crash", "hang"])
 def test_peer_failure_raises_within_timeout(mode):
-    results = launch_or_fail("fault", 2, timeout=60,
-                             env={"FAULT_MODE": mode, "FAULT_TIMEOUT": str(TIMEOUT_S)})
+    results = run_ranks("fault", 2, timeout=60,
+                        env={"FAULT_MODE": mode, "FAULT_TIMEOUT": str(TIMEOUT_S)})
     survivor, dead = results
     assert dead.returncode == 17, dead.output[-2000:]
     assert survivor.returncode == 0, survivor.output[-3000:]

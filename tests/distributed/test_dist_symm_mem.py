@@ -113,10 +113,7 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def ranks():
-    results = launch_or_fail("symm_mem", WORLD, timeout=90)
-    for r in results:
-        assert r.returncode == 0, f"rank {r.rank} exited with {r.returncode}:\n{r.output[-4000:]}"
-    return results
+    return launch_or_fail("symm_mem", WORLD, timeout=90)
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -21,10 +21,7 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def ranks():
-    results = launch_or_fail("training", 2, timeout=180)
-    for r in results:
-        assert r.returncode == 0, f"rank {r.rank} exited with {r.returncode}:\n{r.output[-4000:]}"
-    return results
+    return launch_or_fail("training", 2, timeout=180)
 
 
 @pytest.mark.parametrize("name", CHECKS)
