@@ -80,5 +80,8 @@ def register(config: MachineConfig) -> None:
         for_tensor=True, for_module=True, for_packed_sequence=True, for_storage=True
     )
     __import__(f"{__package__}.distributed", fromlist=["register"]).register(name)  # trnccl c10d backend
+    from .compiler import _hooks
+
+    _hooks.install()  # torch.compile support, set up when dynamo is imported
     atexit.register(_stop_autograd_device_threads)
     _done = True

@@ -457,3 +457,10 @@ def chip_from_env(environ: Optional[Mapping[str, str]] = None) -> ChipSpec:
             f"allowed values are {sorted(CHIPS)}"
         )
     return CHIPS[name]
+
+
+#: Elements per partition a fused element-wise kernel keeps on chip per
+#: buffer while it streams tiles through SBUF [est.: one 2 KiB PSUM bank of
+#: fp32, the free size NKI kernels tile element-wise work by]. Used for the
+#: SBUF working set of compiled kernels (torch_trn3.compiler).
+SBUF_STREAM_TILE_ELEMS = 512

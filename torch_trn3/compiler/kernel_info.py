@@ -1,0 +1,152 @@
+"""What the chip model needs to know of one fused kernel inductor generated.
+
+Gathered at code-generation time from the scheduler nodes fused into the
+kernel (their ATen origins and iteration ranges) and from the kernel's
+arguments (which buffers it reads and writes outside itself). Element counts
+are sympy expressions of the graph's size symbols, so dynamic shapes are
+priced with the sizes of each call.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+import sympy
+
+from ..hw.cost import Engine, engine_for_op, is_transcendental
+
+#: Work kinds a kernel's element counts are split into (hw.fused.KernelWork fields).
+WORK_KINDS = ("scalar_elems", "transcendental_elems", "vector_elems", "gpsimd_elems")
+
+_ids = itertools.count()
+
+
+@dataclass
+class KernelInfo:
+    """One generated kernel as the chip model and the compile report see it."""
+
+    #: Inductor's kernel name, e.g. "cpp_fused_add_relu_sin_sum_0".
+    name: str
+    #: A process-wide unique id (kernel names repeat across graphs).
+    uid: int
+    #: The ATen ops fused into the kernel, as "aten::sin" (before decomposition).
+    ops: Tuple[str, ...]
+    #: Element counts per work kind, as sympy expressions of size symbols.
+    work: Dict[str, sympy.Expr]
+    #: Bytes kept on chip at once (rows of buffers that never leave the kernel).
+    working_set: sympy.Expr
+    #: Compute dtype of the kernel's engines (hw dtype name: "fp32", "bf16").
+    dtype: str
+    #: Buffers the kernel reads / writes outside itself (wrapper names).
+    reads: Tuple[str, ...] = ()
+    writes: Tuple[str, ...] = ()
+    #: Buffers produced inside the kernel that never reach HBM.
+    internal: Tuple[str, ...] = ()
+    #: Set when the trn3 compiler folds this kernel into the matmul before it.
+    epilogue_of: str = ""
+
+    @property
+    def op_name(self) -> str:
+        """The name the kernel is charged and profiled under."""
+        return f"compiled::{self.name}#{self.uid}"
+
+
+#: Registry of every kernel generated in this process, by op_name.
+KERNELS: Dict[str, KernelInfo] = {}
+
+_HW_DTYPES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16",
+              "torch.float64": "fp64"}
+
+
+def _aten_name(target) -> str:
+    """"aten::sin" for an FX node's target."""
+    packet = getattr(target, "_overloadpacket", None)
+    if packet is not None:
+        return f"aten::{packet.__name__}"
+    return str(getattr(target, "__name__", target))
+
+
+def _node_ops(node) -> Tuple[List[str], List[str]]:
+    """(the user-level ATen ops fused into ``node``, the decomposed ops it
+    computes). The first names the kernel; the second prices it (a softmax
+    is an amax, a sub, an exp, a sum and a div)."""
+    origins = [o for o in (getattr(node.node, "origins", ()) or ()) if o.op == "call_function"]
+    user = {_aten_name(o.meta.get("original_aten") or o.target) for o in origins}
+    computed = {_aten_name(o.target) for o in origins}
+    return sorted(user), sorted(computed)
+
+
+def _product(values) -> sympy.Expr:
+    out = sympy.Integer(1)
+    for v in values:
+        out *= v
+    return out
+
+
+def _unique(values):
+    seen = []
+    for value in values:
+        if not any(value is s for s in seen):
+            seen.append(value)
+    return seen
+
+
+def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: int) -> KernelInfo:
+    """Builds the :class:`KernelInfo` of kernel ``name`` from its scheduler
+    ``nodes`` and its inductor ``args`` (a ``KernelArgs``)."""
+    from torch._inductor.codegen.common import InplacedBuffer, RemovedArg
+    from torch._inductor.virtualized import V
+
+    reads, writes = [], []
+    for inplaced in _unique(args.inplace_buffers.values()):
+        if isinstance(inplaced, InplacedBuffer):
+            reads.append(inplaced.other_names[-1])
+            writes.append(inplaced.other_names[-1])
+    reads += [b for b in args.input_buffers if b not in args.inplace_buffers]
+    writes += [b for b, inner in args.output_buffers.items()
+               if b not in args.inplace_buffers and not isinstance(inner, RemovedArg)]
+
+    work = {kind: sympy.Integer(0) for kind in WORK_KINDS}
+    ops: List[str] = []
+    internal: List[str] = []
+    row_elems = sympy.Integer(0)
+    itemsizes = []
+    dtype = "fp32"
+    for node in nodes:
+        sizes, reduction_sizes = node.get_ranges()
+        numel = _product(sizes)
+        rnumel = _product(reduction_sizes)
+        user_ops, computed_ops = _node_ops(node)
+        ops += [op for op in user_ops if op not in ops]
+        for op in computed_ops:
+            engine = engine_for_op(op)
+            if engine is Engine.VECTOR and node.is_reduction():
+                work["vector_elems"] += numel * rnumel
+            elif engine is Engine.GPSIMD:
+                work["gpsimd_elems"] += numel * rnumel
+            elif engine in (Engine.SCALAR, Engine.VECTOR):
+                kind = "transcendental_elems" if is_transcendental(op) else "scalar_elems"
+                work[kind] += numel * rnumel
+            # DMA-class origins (copies, cat, pad) only move data: HBM bytes.
+        if node.is_reduction():
+            row_elems = sympy.Max(row_elems, rnumel)
+        for buf in node.get_outputs():
+            buf_name = buf.get_name()
+            node_dtype = V.graph.get_dtype(buf_name)
+            itemsizes.append(node_dtype.itemsize)
+            dtype = _HW_DTYPES.get(str(node_dtype), dtype) if node_dtype.is_floating_point else dtype
+            if buf_name not in writes:
+                internal.append(buf_name)
+    # Rows that must stay on chip: one per partition, as long as the longest
+    # reduction (a softmax row between its max, sum and normalise), or one
+    # streaming tile for kernels without reductions.
+    row = row_elems if row_elems != 0 else sympy.Integer(sbuf_tile_elems)
+    width = max(itemsizes, default=4)
+    working_set = partitions * row * width * (len(internal) + len(reads) + len(writes))
+    info = KernelInfo(name=name, uid=next(_ids), ops=tuple(ops),
+                      work={k: sympy.expand(v) for k, v in work.items()},
+                      working_set=working_set, dtype=dtype, reads=tuple(reads),
+                      writes=tuple(writes), internal=tuple(internal))
+    KERNELS[info.op_name] = info
+    return info
