@@ -305,22 +305,3 @@ def is_bf16_supported(including_emulation: bool = True) -> bool:
 def get_amp_supported_dtype() -> List[torch.dtype]:
     return [torch.bfloat16, torch.float16]
 
-
-# ---------------------------------------------------------------- inductor
-#: What torch 2.13's inductor asks a PrivateUse1 device module for
-#: (``init_backend_registration``): its kernel scheduling and wrapper code
-#: generation. Imported on first use, so ``import torch`` stays light.
-_INDUCTOR_CODEGEN = {
-    "Scheduling": "TrnScheduling",
-    "PythonWrapperCodegen": "TrnPythonWrapperCodegen",
-    "CppWrapperCodegen": "TrnCppWrapperCodegen",
-    "WrapperFxCodegen": "WrapperFxCodegen",
-}
-
-
-def __getattr__(name: str):
-    if name in _INDUCTOR_CODEGEN:
-        from .compiler import inductor_support
-
-        return getattr(inductor_support.codegen_module(), _INDUCTOR_CODEGEN[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

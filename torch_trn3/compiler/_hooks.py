@@ -2,10 +2,9 @@
 
 Importing ``torch._dynamo`` takes ~1.5 s, so the backend must not do it at
 autoload. Instead, the moment dynamo is first imported (by ``torch.compile``
-or anything else), its device interface for trn is registered. Inductor
-finds the trn code generation itself, through the device module's
-``Scheduling`` / ``PythonWrapperCodegen`` / ``CppWrapperCodegen`` attributes
-(torch 2.13 ``init_backend_registration``), which import it on first use.
+or anything else), its device interface for trn and inductor's code
+generation for trn are registered (the code generation modules themselves
+are imported when inductor first compiles a trn graph).
 """
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ _DYNAMO = "torch._dynamo"
 
 
 def _on_dynamo_imported() -> None:
-    from . import device_interface
+    from . import device_interface, inductor_support
 
     device_interface.register()
+    inductor_support.register_backend()
 
 
 class _AfterDynamoImport(importlib.abc.MetaPathFinder):

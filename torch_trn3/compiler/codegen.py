@@ -14,6 +14,8 @@ kernel the wrapper charges it as one op (:mod:`.runtime`), from a
 """
 from __future__ import annotations
 
+import itertools
+
 from torch._inductor.codegen.cpp import CppScheduling, KernelGroup
 from torch._inductor.codegen.cpp_wrapper_cpu import CppWrapperCpu
 from torch._inductor.codegen.wrapper import PythonWrapperCodegen, SubgraphPythonWrapperCodegen
@@ -37,10 +39,17 @@ class TrnKernelGroup(KernelGroup):
             for symbol in expr.free_symbols:
                 wrapper.ensure_size_computed(symbol)
         sizes = ", ".join(wrapper.codegen_python_sizevar(e) for e in exprs)
-        reads = "".join(f"{b}, " for b in info.reads)
-        writes = "".join(f"{b}, " for b in info.writes)
-        wrapper.writeline(
-            f"trn_charge_kernel({info.op_name!r}, ({reads}), ({writes}), ({sizes}))")
+        record = info.record
+        root = wrapper
+        while getattr(root, "parent_wrapper", None) is not None:
+            root = root.parent_wrapper
+        handle = f"trn_kernel_{next(root.trn_kernel_ids)}"
+        root.header.writeline(
+            f"{handle} = trn_register_kernel({record.name!r}, {record.ops!r}, {record.dtype!r}, "
+            f"{record.reads!r}, {record.writes!r}, {record.internal!r})")
+        reads = "".join(f"{b}, " for b in record.reads)
+        writes = "".join(f"{b}, " for b in record.writes)
+        wrapper.writeline(f"trn_charge_kernel({handle}, ({reads}), ({writes}), ({sizes}))")
 
 
 class TrnScheduling(CppScheduling):
@@ -79,10 +88,16 @@ class TrnPythonWrapperCodegen(_HostKernelCalls, PythonWrapperCodegen):
             return TrnSubgraphWrapperCodegen(subgraph_name, parent_wrapper, partition_signatures)
         return TrnPythonWrapperCodegen()
 
+    def __init__(self, *args, **kwargs):
+        self.trn_kernel_ids = itertools.count()  # names of kernel records in the module
+        super().__init__(*args, **kwargs)
+
     def write_header(self) -> None:
         super().write_header()
         self.imports.writeline(
             "from torch_trn3.compiler.runtime import charge_kernel as trn_charge_kernel")
+        self.imports.writeline(
+            "from torch_trn3.compiler.kernel_info import register_kernel as trn_register_kernel")
 
 
 class TrnCppWrapperCodegen(CppWrapperCpu):

@@ -56,6 +56,71 @@ def _schedule_trn_nodes_as_cpu() -> None:
     BaseSchedulerNode.is_cpu = lambda self: _is_host_codegen(self.get_device())
 
 
+class CodegenVersion:
+    """The device's custom post-grad pass: changes nothing, but its uuid (a
+    hash of this package's code generation sources) enters inductor's cache
+    key, so kernels cached by an older torch_trn3 are never reused."""
+
+    def __call__(self, gm) -> None:
+        pass
+
+    @functools.cache
+    def uuid(self) -> str:
+        import hashlib
+        from pathlib import Path
+
+        digest = hashlib.sha256()
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+class _Lazy:
+    """Stands for a wrapper-codegen class of :mod:`.codegen` before it is
+    imported (importing inductor's C++ codegen takes ~1 s); every attribute
+    inductor reads (``create``, ``supports_caching``) is the class's."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(getattr(codegen_module(), self.name), attribute)
+
+
+class _SchedulingFactory:
+    """Stands for :class:`.codegen.TrnScheduling` before it is imported:
+    inductor wants a class here (``ir.is_triton`` asks ``issubclass``)."""
+
+    def __new__(cls, scheduler):
+        return codegen_module().TrnScheduling(scheduler)
+
+
+def register_backend() -> None:
+    """Registers trn's code generation with inductor (cheap: the codegen
+    modules are imported when inductor first compiles a trn graph).
+
+    torch 2.13 would also find it through the device module's
+    ``Scheduling``/``PythonWrapperCodegen``/``CppWrapperCodegen`` attributes,
+    but that route cannot pass the device's custom pass and config, which
+    keep inductor's on-disk cache honest.
+    """
+    from torch._inductor.codegen.common import register_backend_for_device
+
+    from . import config
+    from torch._inductor.custom_graph_pass import CustomGraphModulePass
+
+    CustomGraphModulePass.register(CodegenVersion)
+    register_backend_for_device(
+        DEVICE_NAME,
+        _SchedulingFactory,
+        _Lazy("TrnPythonWrapperCodegen"),
+        _Lazy("TrnCppWrapperCodegen"),
+        _Lazy("WrapperFxCodegen"),
+        device_custom_pass=CodegenVersion(),
+        device_custom_config=config,
+    )
+
+
 @functools.cache
 def codegen_module():
     """Imports :mod:`.codegen` and installs what inductor needs for trn."""

@@ -22,29 +22,26 @@ WORK_KINDS = ("scalar_elems", "transcendental_elems", "vector_elems", "gpsimd_el
 _ids = itertools.count()
 
 
-@dataclass
-class KernelInfo:
-    """One generated kernel as the chip model and the compile report see it."""
+@dataclass(frozen=True)
+class KernelRecord:
+    """What a generated module declares about one of its kernel calls; the
+    chip model prices the call from it and the profiler and compile report
+    show it. Generated code builds these with :func:`register_kernel` when
+    it is loaded (also from inductor's on-disk cache, in a later process)."""
 
     #: Inductor's kernel name, e.g. "cpp_fused_add_relu_sin_sum_0".
     name: str
-    #: A process-wide unique id (kernel names repeat across graphs).
-    uid: int
     #: The ATen ops fused into the kernel, as "aten::sin" (before decomposition).
     ops: Tuple[str, ...]
-    #: Element counts per work kind, as sympy expressions of size symbols.
-    work: Dict[str, sympy.Expr]
-    #: Bytes kept on chip at once (rows of buffers that never leave the kernel).
-    working_set: sympy.Expr
     #: Compute dtype of the kernel's engines (hw dtype name: "fp32", "bf16").
     dtype: str
-    #: Buffers the kernel reads / writes outside itself (wrapper names).
+    #: Buffers the kernel reads / writes outside itself, and those it keeps
+    #: inside (wrapper names).
     reads: Tuple[str, ...] = ()
     writes: Tuple[str, ...] = ()
-    #: Buffers produced inside the kernel that never reach HBM.
     internal: Tuple[str, ...] = ()
-    #: Set when the trn3 compiler folds this kernel into the matmul before it.
-    epilogue_of: str = ""
+    #: A process-wide unique number (kernel names repeat across graphs).
+    uid: int = -1
 
     @property
     def op_name(self) -> str:
@@ -52,8 +49,27 @@ class KernelInfo:
         return f"compiled::{self.name}#{self.uid}"
 
 
-#: Registry of every kernel generated in this process, by op_name.
-KERNELS: Dict[str, KernelInfo] = {}
+#: Every kernel record loaded in this process, by op_name.
+KERNELS: Dict[str, KernelRecord] = {}
+
+
+def register_kernel(name: str, ops, dtype: str, reads=(), writes=(), internal=()) -> str:
+    """Called by generated code at load time; returns the kernel's op name."""
+    record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal),
+                          uid=next(_ids))
+    KERNELS[record.op_name] = record
+    return record.op_name
+
+
+@dataclass
+class KernelInfo:
+    """One kernel call at code-generation time: its record, plus its element
+    counts per work kind and its on-chip working set (bytes) as sympy
+    expressions of the graph's size symbols."""
+
+    record: KernelRecord
+    work: Dict[str, sympy.Expr]
+    working_set: sympy.Expr
 
 _HW_DTYPES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16",
               "torch.float64": "fp64"}
@@ -144,9 +160,5 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     row = row_elems if row_elems != 0 else sympy.Integer(sbuf_tile_elems)
     width = max(itemsizes, default=4)
     working_set = partitions * row * width * (len(internal) + len(reads) + len(writes))
-    info = KernelInfo(name=name, uid=next(_ids), ops=tuple(ops),
-                      work={k: sympy.expand(v) for k, v in work.items()},
-                      working_set=working_set, dtype=dtype, reads=tuple(reads),
-                      writes=tuple(writes), internal=tuple(internal))
-    KERNELS[info.op_name] = info
-    return info
+    record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal))
+    return KernelInfo(record, {k: sympy.expand(v) for k, v in work.items()}, working_set)
