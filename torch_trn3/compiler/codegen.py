@@ -14,17 +14,88 @@ kernel the wrapper charges it as one op (:mod:`.runtime`), from a
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from typing import Dict, Optional, Tuple
 
 from torch._inductor.codegen.cpp import CppScheduling, KernelGroup
 from torch._inductor.codegen.cpp_wrapper_cpu import CppWrapperCpu
-from torch._inductor.codegen.wrapper import PythonWrapperCodegen, SubgraphPythonWrapperCodegen
+from torch._inductor.codegen.wrapper import (
+    PythonWrapperCodegen,
+    SubgraphPythonWrapperCodegen,
+    WrapperLine,
+)
 from torch._inductor.codegen.wrapper_fxir import WrapperFxCodegen  # noqa: F401 (device module's)
 from torch._inductor.virtualized import V
 
 from .. import DEVICE_NAME, machine
 from ..hw.specs import SBUF_STREAM_TILE_ELEMS
+from . import config
 from .kernel_info import WORK_KINDS, describe_kernel
+
+
+#: inductor's extern matmul kernels -> the ATen op the chip model prices.
+_EXTERN_MATMULS = {
+    "extern_kernels.mm": "aten::mm",
+    "extern_kernels.addmm": "aten::addmm",
+    "extern_kernels.bmm": "aten::bmm",
+    "extern_kernels.baddbmm": "aten::baddbmm",
+}
+
+
+def _tuple(names) -> str:
+    return "(" + "".join(f"{n}, " for n in names) + ")"
+
+
+@dataclasses.dataclass
+class MatmulChargeLine(WrapperLine):
+    """Under ``neuron_fusion``: charges an extern matmul run with the model
+    paused (``trn_pause_model()`` before it), unless a later kernel took it
+    as its epilogue's producer and charges both at once."""
+
+    op: str
+    inputs: Tuple[str, ...]
+    out: str
+    fused_into: str = ""
+
+    @property
+    def operands(self) -> str:
+        """The wrapper variable holding the matmul's operands and product
+        until the epilogue charge (the wrapper may free or rename the
+        buffers before that)."""
+        return f"trn_operands_{self.out}"
+
+    def codegen(self, code) -> None:
+        if self.fused_into:
+            code.writeline(f"trn_resume_model(trn_model_was_on)  # charged with {self.fused_into}")
+            code.writeline(f"{self.operands} = {_tuple(self.inputs + (self.out,))}")
+        else:
+            code.writeline(f"trn_charge_matmul(trn_model_was_on, {self.op!r}, "
+                           f"{_tuple(self.inputs)}, ({self.out}, ))")
+
+
+def _root(wrapper):
+    while getattr(wrapper, "parent_wrapper", None) is not None:
+        wrapper = wrapper.parent_wrapper
+    return wrapper
+
+
+def _epilogue_producer(wrapper, info) -> Tuple[Optional[MatmulChargeLine], bool]:
+    """The matmul whose product this element-wise kernel consumes, if any, and
+    whether the product must still be stored (another consumer needs it, or
+    it is a graph output such as an activation saved for backward)."""
+    if not config.neuron_fusion or info.work["vector_elems"] != 0:
+        return None, False
+    lines = getattr(_root(wrapper), "trn_matmul_lines", {})
+    for name in (n for read in info.record.reads for n in info.names_of(read)):
+        line = lines.get(name)
+        if line is None or line.fused_into:
+            continue
+        users = V.graph.scheduler.name_to_buf[name].users
+        elsewhere = any(user.node is None or user.node.get_name() not in info.node_names
+                        for user in users)
+        return line, elsewhere or name in V.graph.get_output_names()
+    return None, False
 
 
 class TrnKernelGroup(KernelGroup):
@@ -40,16 +111,22 @@ class TrnKernelGroup(KernelGroup):
                 wrapper.ensure_size_computed(symbol)
         sizes = ", ".join(wrapper.codegen_python_sizevar(e) for e in exprs)
         record = info.record
-        root = wrapper
-        while getattr(root, "parent_wrapper", None) is not None:
-            root = root.parent_wrapper
+        root = _root(wrapper)
         handle = f"trn_kernel_{next(root.trn_kernel_ids)}"
         root.header.writeline(
             f"{handle} = trn_register_kernel({record.name!r}, {record.ops!r}, {record.dtype!r}, "
             f"{record.reads!r}, {record.writes!r}, {record.internal!r})")
-        reads = "".join(f"{b}, " for b in record.reads)
-        writes = "".join(f"{b}, " for b in record.writes)
-        wrapper.writeline(f"trn_charge_kernel({handle}, ({reads}), ({writes}), ({sizes}))")
+        producer, product_kept = _epilogue_producer(wrapper, info)
+        if producer is None:
+            wrapper.writeline(f"trn_charge_kernel({handle}, {_tuple(record.reads)}, "
+                              f"{_tuple(record.writes)}, ({sizes}))")
+            return
+        producer.fused_into = kernel_name
+        reads = [b for b in record.reads if producer.out not in info.names_of(b)]
+        wrapper.writeline(
+            f"trn_charge_matmul_epilogue({producer.op!r}, {producer.operands}, {product_kept}, "
+            f"{handle}, {_tuple(reads)}, {_tuple(record.writes)}, ({sizes}))")
+        wrapper.writeline(f"del {producer.operands}")
 
 
 class TrnScheduling(CppScheduling):
@@ -90,12 +167,30 @@ class TrnPythonWrapperCodegen(_HostKernelCalls, PythonWrapperCodegen):
 
     def __init__(self, *args, **kwargs):
         self.trn_kernel_ids = itertools.count()  # names of kernel records in the module
+        self.trn_matmul_lines: Dict[str, MatmulChargeLine] = {}  # by output buffer
         super().__init__(*args, **kwargs)
+
+    def generate_extern_kernel_out(self, node) -> None:
+        op = _EXTERN_MATMULS.get(node.get_kernel_name())
+        device = node.get_device()
+        if op is None or not config.neuron_fusion or device is None or device.type != DEVICE_NAME:
+            super().generate_extern_kernel_out(node)
+            return
+        self.writeline("trn_model_was_on = trn_pause_model()")
+        super().generate_extern_kernel_out(node)
+        line = MatmulChargeLine(op, tuple(i.codegen_reference() for i in node.inputs),
+                                node.get_name())
+        self.trn_matmul_lines[node.get_name()] = line
+        self.writeline(line)
 
     def write_header(self) -> None:
         super().write_header()
         self.imports.writeline(
             "from torch_trn3.compiler.runtime import charge_kernel as trn_charge_kernel")
+        self.imports.writeline(
+            "from torch_trn3.compiler.runtime import charge_matmul as trn_charge_matmul, "
+            "charge_matmul_epilogue as trn_charge_matmul_epilogue, "
+            "pause_model as trn_pause_model, resume_model as trn_resume_model")
         self.imports.writeline(
             "from torch_trn3.compiler.kernel_info import register_kernel as trn_register_kernel")
 

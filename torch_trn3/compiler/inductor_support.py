@@ -121,6 +121,33 @@ def register_backend() -> None:
     )
 
 
+def _lower_flex_attention_on_trn() -> None:
+    """torch 2.13 lowers the ``flex_attention`` / ``flex_attention_backward``
+    HOPs to a C++ template only for ``device.type == "cpu"`` (forward only)
+    and to Triton templates for every other device, which trn cannot run.
+    On trn each HOP is lowered to one fallback kernel that runs the HOP's
+    dense math and charges one flash-attention kernel
+    (:func:`.flex_attention.lower_forward` / ``lower_backward``); other
+    devices keep torch's lowering."""
+    import torch
+    from torch._inductor.lowering import lowerings
+
+    from . import flex_attention
+
+    flex_attention.install()  # the custom ops the fallback kernels call
+    hops = {torch.ops.higher_order.flex_attention: flex_attention.lower_forward,
+            torch.ops.higher_order.flex_attention_backward: flex_attention.lower_backward}
+    for hop, lower_on_trn in hops.items():
+        upstream = lowerings[hop]
+
+        def lowering(*args, _upstream=upstream, _lower_on_trn=lower_on_trn, **kwargs):
+            if args[0].get_device().type == DEVICE_NAME:
+                return _lower_on_trn(*args, **kwargs)
+            return _upstream(*args, **kwargs)
+
+        lowerings[hop] = lowering
+
+
 @functools.cache
 def codegen_module():
     """Imports :mod:`.codegen` and installs what inductor needs for trn."""
@@ -134,4 +161,5 @@ def codegen_module():
     register_device_op_overrides(DEVICE_NAME, CpuDeviceOpOverrides())
     _answer_backend_for_trn()
     _schedule_trn_nodes_as_cpu()
+    _lower_flex_attention_on_trn()
     return codegen

@@ -70,6 +70,14 @@ class KernelInfo:
     record: KernelRecord
     work: Dict[str, sympy.Expr]
     working_set: sympy.Expr
+    #: Names of the scheduler nodes fused into the kernel.
+    node_names: Tuple[str, ...] = ()
+    #: For buffers updated in place: every name the buffer had (the last is
+    #: the one passed to the kernel).
+    aliases: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+
+    def names_of(self, buffer: str) -> Tuple[str, ...]:
+        return self.aliases.get(buffer, (buffer,))
 
 _HW_DTYPES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16",
               "torch.float64": "fp64"}
@@ -115,10 +123,12 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     from torch._inductor.virtualized import V
 
     reads, writes = [], []
+    aliases: Dict[str, Tuple[str, ...]] = {}
     for inplaced in _unique(args.inplace_buffers.values()):
         if isinstance(inplaced, InplacedBuffer):
             reads.append(inplaced.other_names[-1])
             writes.append(inplaced.other_names[-1])
+            aliases[inplaced.other_names[-1]] = tuple(inplaced.other_names)
     reads += [b for b in args.input_buffers if b not in args.inplace_buffers]
     writes += [b for b, inner in args.output_buffers.items()
                if b not in args.inplace_buffers and not isinstance(inner, RemovedArg)]
@@ -161,4 +171,5 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     width = max(itemsizes, default=4)
     working_set = partitions * row * width * (len(internal) + len(reads) + len(writes))
     record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal))
-    return KernelInfo(record, {k: sympy.expand(v) for k, v in work.items()}, working_set)
+    return KernelInfo(record, {k: sympy.expand(v) for k, v in work.items()}, working_set,
+                      tuple(node.get_name() for node in nodes), aliases)

@@ -105,3 +105,23 @@ def _with_notes(cost: OpCost, notes) -> OpCost:
     from dataclasses import replace
 
     return replace(cost, notes=tuple(cost.notes) + tuple(notes))
+
+
+def matmul_epilogue_cost(dev: LogicalDeviceSpec, matmul: OpCost, out_bytes: int,
+                         epilogue: OpCost, product_kept: bool = False) -> OpCost:
+    """A matmul and its element-wise epilogue (bias, activation, residual) as
+    one Tensor Engine kernel: the epilogue reads the product out of PSUM on
+    the Scalar Engine while the array works on the next tile (``epilogue``
+    is priced without reading it from HBM), so the product (``out_bytes``)
+    is written to HBM only if something else needs it (``product_kept``:
+    another consumer, or an activation saved for backward), and the kernel
+    takes as long as the longer of the two engines or its HBM traffic."""
+    traffic = matmul.hbm_bytes - (0 if product_kept else out_bytes) + epilogue.hbm_bytes
+    compute_s = max(matmul.compute_s + matmul.overhead_s,
+                    epilogue.compute_s + epilogue.overhead_s)
+    notes = tuple(matmul.notes) + (
+        "epilogue fused: runs on the Scalar Engine out of PSUM; the product "
+        f"({out_bytes / 2**20:.2f} MiB) " + ("is also stored" if product_kept else "skips HBM"),)
+    return _roofline(dev, Engine.TENSOR, matmul.flops, traffic, compute_s, 0.0,
+                     traffic / 2, utilisation=matmul.utilisation,
+                     instructions=matmul.instructions, notes=notes)
