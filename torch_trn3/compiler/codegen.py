@@ -115,7 +115,7 @@ class TrnKernelGroup(KernelGroup):
         handle = f"trn_kernel_{next(root.trn_kernel_ids)}"
         root.header.writeline(
             f"{handle} = trn_register_kernel({record.name!r}, {record.ops!r}, {record.dtype!r}, "
-            f"{record.reads!r}, {record.writes!r}, {record.internal!r})")
+            f"{record.reads!r}, {record.writes!r}, {record.internal!r}, {record.graph!r})")
         producer, product_kept = _epilogue_producer(wrapper, info)
         if producer is None:
             wrapper.writeline(f"trn_charge_kernel({handle}, {_tuple(record.reads)}, "

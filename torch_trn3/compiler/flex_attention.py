@@ -29,6 +29,7 @@ import base64
 import functools
 import math
 import pickle
+from contextlib import contextmanager
 from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
@@ -211,9 +212,26 @@ def _captured_grad_mask(joint_graph) -> List[bool]:
     return [o is not None for o in outs[5:]]
 
 
+#: functorch's dispatch keys: the dense math vmaps score_mod and mask_mod.
+_FUNCTORCH_KEYS = ("FuncTorchDynamicLayerFrontMode", "FuncTorchDynamicLayerBackMode",
+                   "FuncTorchBatched", "FuncTorchVmapMode", "FuncTorchGradWrapper")
+
+
+@contextmanager
+def _functorch_enabled():
+    """Compiled graphs call their ops with functorch's keys excluded
+    (AOTAutograd's runtime); the kernels below run a program that vmaps, as
+    the HOP's eager kernel does, so those keys are let through again."""
+    exclude = torch._C._dispatch_tls_local_exclude_set()
+    for name in _FUNCTORCH_KEYS:
+        exclude = exclude.remove(getattr(torch._C.DispatchKey, name))
+    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude):
+        yield
+
+
 def _run_forward(tensors: List[Optional[torch.Tensor]], sizes: List[int], spec: str
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
+    with torch.no_grad(), _functorch_enabled():
         return tuple(dense_forward(*_unpack(_template(spec), tensors, sizes)))
 
 
@@ -228,7 +246,7 @@ def _run_backward(tensors: List[Optional[torch.Tensor]], sizes: List[int], spec:
         if needed and isinstance(buffers[i], torch.Tensor):
             buffers[i] = buffers[i].detach().requires_grad_(True)
     args[12] = tuple(buffers)
-    with torch.no_grad():
+    with torch.no_grad(), _functorch_enabled():
         grad_q, grad_k, grad_v, captured = dense_backward(*args)
     return [grad_q, grad_k, grad_v, *(g for g in captured if g is not None)]
 

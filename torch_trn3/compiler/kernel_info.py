@@ -40,6 +40,8 @@ class KernelRecord:
     reads: Tuple[str, ...] = ()
     writes: Tuple[str, ...] = ()
     internal: Tuple[str, ...] = ()
+    #: The graph the kernel belongs to, e.g. "graph 0 (forward)".
+    graph: str = ""
     #: A process-wide unique number (kernel names repeat across graphs).
     uid: int = -1
 
@@ -53,10 +55,11 @@ class KernelRecord:
 KERNELS: Dict[str, KernelRecord] = {}
 
 
-def register_kernel(name: str, ops, dtype: str, reads=(), writes=(), internal=()) -> str:
+def register_kernel(name: str, ops, dtype: str, reads=(), writes=(), internal=(),
+                    graph: str = "") -> str:
     """Called by generated code at load time; returns the kernel's op name."""
     record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal),
-                          uid=next(_ids))
+                          graph, uid=next(_ids))
     KERNELS[record.op_name] = record
     return record.op_name
 
@@ -108,6 +111,29 @@ def _product(values) -> sympy.Expr:
     return out
 
 
+def graph_label() -> str:
+    """"graph 3 (backward)" for the graph inductor is generating."""
+    from torch._inductor.virtualized import V
+
+    graph = V.graph
+    kind = "backward" if graph.is_backward else "inference" if graph.is_inference else "forward"
+    return f"graph {graph.graph_id if graph.graph_id is not None else '?'} ({kind})"
+
+
+def _working_set(row_reductions, pointwise_sizes, tile_elems: int, partitions: int,
+                 itemsize: int, buffers: int) -> sympy.Expr:
+    """Bytes a kernel keeps in SBUF at once: for each of its ``buffers``, one
+    row per partition. A row is a whole reduction row when the kernel
+    reduces rows and then reads them again element-wise (a softmax keeps its
+    row between the max, the sum and the normalise; a row that is only
+    summed streams); otherwise one streaming tile of ``tile_elems``."""
+    rows, row = sympy.Integer(partitions), sympy.Integer(tile_elems)
+    for numel, rnumel in row_reductions:
+        if any(sympy.simplify(size - numel * rnumel) == 0 for size in pointwise_sizes):
+            rows, row = sympy.Min(partitions, numel), sympy.Max(tile_elems, rnumel)
+    return rows * row * itemsize * buffers
+
+
 def _unique(values):
     seen = []
     for value in values:
@@ -136,13 +162,19 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     work = {kind: sympy.Integer(0) for kind in WORK_KINDS}
     ops: List[str] = []
     internal: List[str] = []
-    row_elems = sympy.Integer(0)
+    row_reductions = []  # (rows, row length) of per-row reductions
+    pointwise_sizes = []
     itemsizes = []
     dtype = "fp32"
     for node in nodes:
         sizes, reduction_sizes = node.get_ranges()
         numel = _product(sizes)
         rnumel = _product(reduction_sizes)
+        if node.is_reduction():
+            if numel != 1:
+                row_reductions.append((numel, rnumel))
+        else:
+            pointwise_sizes.append(numel)
         user_ops, computed_ops = _node_ops(node)
         ops += [op for op in user_ops if op not in ops]
         for op in computed_ops:
@@ -155,8 +187,6 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
                 kind = "transcendental_elems" if is_transcendental(op) else "scalar_elems"
                 work[kind] += numel * rnumel
             # DMA-class origins (copies, cat, pad) only move data: HBM bytes.
-        if node.is_reduction():
-            row_elems = sympy.Max(row_elems, rnumel)
         for buf in node.get_outputs():
             buf_name = buf.get_name()
             node_dtype = V.graph.get_dtype(buf_name)
@@ -164,12 +194,9 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
             dtype = _HW_DTYPES.get(str(node_dtype), dtype) if node_dtype.is_floating_point else dtype
             if buf_name not in writes:
                 internal.append(buf_name)
-    # Rows that must stay on chip: one per partition, as long as the longest
-    # reduction (a softmax row between its max, sum and normalise), or one
-    # streaming tile for kernels without reductions.
-    row = row_elems if row_elems != 0 else sympy.Integer(sbuf_tile_elems)
-    width = max(itemsizes, default=4)
-    working_set = partitions * row * width * (len(internal) + len(reads) + len(writes))
-    record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal))
+    working_set = _working_set(row_reductions, pointwise_sizes, sbuf_tile_elems, partitions,
+                               max(itemsizes, default=4), len(internal) + len(reads) + len(writes))
+    record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal),
+                          graph_label())
     return KernelInfo(record, {k: sympy.expand(v) for k, v in work.items()}, working_set,
                       tuple(node.get_name() for node in nodes), aliases)

@@ -61,8 +61,37 @@ def matmul_dtype(inputs: Tuple[TensorDesc, ...]) -> str:
     return _DTYPES.get(inputs[0][1], ("uint8", 1))[0]
 
 
-@lru_cache(maxsize=None)
+#: Prefix of the names compiled (inductor) kernels are charged under.
+COMPILED_PREFIX = "compiled::"
+
+
+def is_compiled(op: str) -> bool:
+    """True for a kernel torch.compile generated (alone, or as a matmul's epilogue)."""
+    return op.startswith(COMPILED_PREFIX) or f"+{COMPILED_PREFIX}" in op
+
+
+def fused_ops(op: str) -> Tuple[str, ...]:
+    """The ATen ops fused into a compiled kernel (empty for other ops)."""
+    if not is_compiled(op):
+        return ()
+    from ..compiler.kernel_info import KERNELS
+
+    matmul, _, kernel = op.rpartition("+")
+    record = KERNELS.get(kernel)
+    return ((matmul,) if matmul else ()) + (record.ops if record else ())
+
+
 def _cost(dev: LogicalDeviceSpec, op: str, inputs: tuple, outputs: tuple) -> Optional[OpCost]:
+    if is_compiled(op):  # priced from its kernel record when it ran
+        from ..compiler.runtime import last_cost
+
+        found = last_cost(op)
+        return found[0] if found else None
+    return _cost_of_aten(dev, op, inputs, outputs)
+
+
+@lru_cache(maxsize=None)
+def _cost_of_aten(dev: LogicalDeviceSpec, op: str, inputs: tuple, outputs: tuple) -> Optional[OpCost]:
     try:
         return cost_of(dev, op, list(inputs), list(outputs))
     except (ValueError, IndexError, KeyError, TypeError):
@@ -100,6 +129,11 @@ class OpRecord:
     @property
     def base(self) -> str:
         return base_name(self.name)
+
+    @property
+    def fused_ops(self) -> Tuple[str, ...]:
+        """For a compiled kernel, the ATen ops fused into it."""
+        return fused_ops(self.name)
 
     @property
     def is_backward(self) -> bool:

@@ -63,6 +63,8 @@ def trace_events(prof: "profile", pid_base: int = 0) -> List[Dict[str, Any]]:
             "flops": r.flops,
             "hbm_bytes": r.hbm_bytes,
         }
+        if r.fused_ops:
+            args["fused_ops"] = ", ".join(r.fused_ops)
         if cost is not None:
             args.update(compute_us=cost.compute_s * 1e6, memory_us=cost.memory_s * 1e6,
                         overhead_us=cost.overhead_s * 1e6, intercore_us=cost.intercore_s * 1e6,
