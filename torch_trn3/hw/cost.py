@@ -259,6 +259,214 @@ def gpsimd_cost(dev: LogicalDeviceSpec, numel: int, dtype: str,
 
 
 # ---------------------------------------------------------------------------
+# Attention (one flash-attention kernel)
+# ---------------------------------------------------------------------------
+
+def causal_kept_fraction(q_len: int, kv_len: int, block: int = 128, *,
+                         align: str = "top_left") -> float:
+    """Share of the ``block x block`` score blocks a causal mask keeps.
+
+    Query row ``i`` sees key ``j`` when ``j <= i`` (``align="top_left"``,
+    what torch's ``scaled_dot_product_attention(is_causal=True)`` and its CPU
+    flash kernel use) or ``j <= i + kv_len - q_len`` (``"bottom_right"``,
+    ``torch.nn.attention.bias.causal_lower_right``: the last query sees every
+    key). A flash kernel skips a block only when all of it is masked, so
+    diagonal blocks count whole. With ``q_len == kv_len`` = n blocks it keeps
+    n(n+1)/2 of n^2, i.e. (n+1)/(2n): 4 blocks -> 10/16.
+    """
+    if min(q_len, kv_len) < 0 or block <= 0:
+        raise ValueError(f"causal_kept_fraction needs q_len, kv_len >= 0 and block > 0, "
+                         f"got q_len={q_len} kv_len={kv_len} block={block}")
+    if align not in ("top_left", "bottom_right"):
+        raise ValueError(f"align must be 'top_left' or 'bottom_right', got {align!r}")
+    if q_len == 0 or kv_len == 0:
+        return 0.0
+    offset = 0 if align == "top_left" else kv_len - q_len
+    q_blocks, kv_blocks = ceil(q_len / block), ceil(kv_len / block)
+    kept = 0
+    for qb in range(q_blocks):
+        last_row = min((qb + 1) * block, q_len) - 1
+        last_key = last_row + offset         # the furthest key any row of the block sees
+        if last_key >= 0:
+            kept += min(kv_blocks, last_key // block + 1)
+    return kept / (q_blocks * kv_blocks)
+
+
+@dataclass(frozen=True)
+class AttentionWork:
+    """What one flash-attention kernel asks of each engine of a device.
+
+    Busy times include each engine's instruction issue cost; in a flash
+    kernel the engines of a core run concurrently, so the kernel takes the
+    longest of them (or of HBM), see :func:`attention_cost`.
+    """
+
+    tensor_s: float
+    scalar_s: float
+    vector_s: float
+    #: exp evaluations (kept score elements; the backward recomputes P).
+    exp_elems: float
+    #: Elements the Vector Engine streams (row statistics, dS, rescales).
+    vector_elems: float
+    #: Tensor Engine FLOPs executed (kept blocks only).
+    flops: float
+    #: HBM bytes read plus written: Q, K, V, O, LSE (+ dO, dQ, dK, dV), masks.
+    hbm_bytes: float
+    #: Bytes of the kernel's inputs (the inter-core term spreads these).
+    input_bytes: float
+    #: Tensor Engine instructions on the busiest core.
+    instructions: int
+    #: PE fill of the matmuls, FLOP-weighted.
+    utilisation: float
+    #: Score tiles (q_tile_rows x score_tile_cols) the busiest core runs.
+    tiles_per_core: int
+    #: The matmuls' notes on array fill and core occupancy (deduplicated).
+    matmul_notes: Tuple[str, ...] = ()
+
+    @property
+    def engine_s(self) -> "dict[Engine, float]":
+        return {Engine.TENSOR: self.tensor_s, Engine.SCALAR: self.scalar_s,
+                Engine.VECTOR: self.vector_s}
+
+
+def _lane_busy(dev: LogicalDeviceSpec, spec, elems: float, elems_per_s_per_core: float,
+               core_share: float) -> float:
+    """Seconds the busiest core's lane engine streams ``elems`` (its share
+    ``core_share`` of them), issue cost included."""
+    if elems <= 0:
+        return 0.0
+    mine = elems * core_share
+    instructions = ceil(mine / spec.elems_per_instruction)
+    return mine / elems_per_s_per_core + instructions * spec.issue_overhead_cycles / spec.clock_hz
+
+
+def attention_work(dev: LogicalDeviceSpec, batch_heads: int, q_len: int, kv_len: int,
+                   head_dim: int, v_head_dim: int, dtype: str = "bf16", *,
+                   kept_fraction: float = 1.0, backward: bool = False,
+                   mask_bytes: float = 0, kv_batch_heads: Optional[int] = None) -> AttentionWork:
+    """The per-engine work of one flash-attention kernel (see :func:`attention_cost`)."""
+    if min(batch_heads, q_len, kv_len, head_dim, v_head_dim) < 0 or mask_bytes < 0:
+        raise ValueError(
+            f"attention dims must be >= 0, got batch_heads={batch_heads} q_len={q_len} "
+            f"kv_len={kv_len} head_dim={head_dim} v_head_dim={v_head_dim} mask_bytes={mask_bytes}")
+    if not 0.0 <= kept_fraction <= 1.0:
+        raise ValueError(f"kept_fraction must be in [0, 1], got {kept_fraction}")
+    name = canonical_dtype(dtype)
+    fa = dev.chip.flash_attention
+    bh, lq, lk, d, dv = batch_heads, q_len, kv_len, head_dim, v_head_dim
+    kv_bh = batch_heads if kv_batch_heads is None else kv_batch_heads
+    size = dtype_bytes(name)
+
+    # HBM: every operand once; scores and probabilities never leave the core.
+    q_b, k_b, v_b = bh * lq * d * size, kv_bh * lk * d * size, kv_bh * lk * dv * size
+    o_b, lse_b = bh * lq * dv * size, bh * lq * dtype_bytes(fa.lse_dtype)
+    if backward:   # read Q, K, V, O, dO, LSE (+mask); write dQ, dK, dV
+        input_bytes = q_b + k_b + v_b + 2 * o_b + lse_b + mask_bytes
+        hbm = input_bytes + q_b + k_b + v_b
+    else:          # read Q, K, V (+mask); write O, LSE
+        input_bytes = q_b + k_b + v_b + mask_bytes
+        hbm = input_bytes + o_b + lse_b
+
+    # Tensor Engine: each matmul oriented so 512 columns stream per
+    # instruction (transposes of P and dS are free: TRN3_FACTS "zero cost
+    # transposes"); only its compute and issue time are used, not its bytes.
+    if backward:
+        mms = [matmul_cost(dev, lq, lk, d, batch=bh, dtype=name),    # S = Q K^T (recomputed)
+               matmul_cost(dev, dv, lk, lq, batch=bh, dtype=name),   # dV^T = dO^T P
+               matmul_cost(dev, lq, lk, dv, batch=bh, dtype=name),   # dP = dO V^T
+               matmul_cost(dev, d, lq, lk, batch=bh, dtype=name),    # dQ^T = K^T dS^T
+               matmul_cost(dev, d, lk, lq, batch=bh, dtype=name)]    # dK^T = Q^T dS
+    else:
+        mms = [matmul_cost(dev, lq, lk, d, batch=bh, dtype=name),    # S = Q K^T
+               matmul_cost(dev, dv, lq, lk, batch=bh, dtype=name)]   # O^T = V^T P^T
+    kept = kept_fraction
+    tensor_s = kept * sum(m.compute_s + m.overhead_s for m in mms)
+    flops = kept * sum(m.flops for m in mms)
+    raw_flops = sum(m.flops for m in mms)
+    utilisation = (sum(m.flops * (m.utilisation or 0.0) for m in mms) / raw_flops) if raw_flops else 0.0
+    instructions = ceil(kept * sum(m.instructions for m in mms))
+    matmul_notes = tuple(dict.fromkeys(n for m in mms for n in m.notes
+                                       if " fills " in n or "cores" in n))
+
+    # Work splits over cores by query tiles (forward) or key tiles (backward:
+    # each core owns its dK, dV rows), as matmul_cost splits output tiles.
+    units = bh * ceil((lk if backward else lq) / fa.q_tile_rows)
+    core_share = ceil(units / dev.cores) / units if units else 0.0
+
+    scores = bh * lq * lk
+    exp_elems = kept * scores
+    if backward:   # dS = P * (dP - D), plus D = rowsum(dO * O) once per row
+        vector_elems = kept * scores * fa.backward_vector_passes + bh * lq * dv
+    else:          # row max per tile, O rescale per kv_tile keys, final O / l
+        vector_elems = (kept * bh * lq * (lk * fa.forward_vector_passes + dv * ceil(lk / fa.kv_tile))
+                        + bh * lq * dv)
+    scalar, vector = dev.chip.scalar, dev.chip.vector
+    scalar_s = _lane_busy(dev, scalar, exp_elems, scalar.transcendental_elems_per_s, core_share)
+    vector_s = _lane_busy(dev, vector, vector_elems, vector.elems_per_s, core_share)
+
+    tiles = kept * bh * ceil(lq / fa.q_tile_rows) * ceil(lk / fa.score_tile_cols)
+    tiles_per_core = ceil(tiles * core_share) if tiles else 0
+    return AttentionWork(tensor_s, scalar_s, vector_s, exp_elems, vector_elems, flops, hbm,
+                         input_bytes, instructions, utilisation, tiles_per_core, matmul_notes)
+
+
+def attention_cost(dev: LogicalDeviceSpec, batch_heads: int, q_len: int, kv_len: int,
+                   head_dim: int, v_head_dim: int, dtype: str = "bf16", *,
+                   kept_fraction: float = 1.0, backward: bool = False,
+                   mask_bytes: float = 0, kv_batch_heads: Optional[int] = None) -> OpCost:
+    """Cost of one flash-attention kernel (charged to the Tensor Engine).
+
+    ``batch_heads`` (query) heads of ``q_len`` queries attend ``kv_len``
+    keys; Q and K rows have ``head_dim`` elements, V and O rows
+    ``v_head_dim``. ``kv_batch_heads`` (default ``batch_heads``) is the
+    number of K/V heads when several query heads share them (GQA).
+
+    - HBM: Q, K, V, O and the fp32 row log-sum-exp once each; the backward
+      reads Q, K, V, O, dO, LSE and writes dQ, dK, dV. Scores and
+      probabilities stay in SBUF/PSUM. ``mask_bytes`` (an attention mask, a
+      FlexAttention block mask) is read once, in both directions.
+    - Tensor Engine: QK^T and PV (backward: recomputed S, dV, dP, dQ, dK)
+      priced by :func:`matmul_cost` (compute and issue time).
+    - Scalar Engine: one exp per kept score element at the spec's
+      transcendental rate (Trainium3: 4x Trainium2's per cycle).
+    - Vector Engine: the row statistics, ``chip.flash_attention`` passes
+      per kept score element.
+    - ``kept_fraction``: share of score blocks computed (a causal mask skips
+      masked blocks: :func:`causal_kept_fraction`); scales all score-sized
+      work (matmuls, exp, row statistics), not the HBM traffic.
+
+    The engines of a core run concurrently, so ``compute_s`` is the busiest
+    engine's time and ``time_s = max(compute_s, memory_s) + overhead_s +
+    intercore_s``, where ``overhead_s`` is the pipeline fill: N score tiles
+    through stages of per-tile times t take ``N*max(t) + sum(t) - max(t)``.
+    """
+    if 0 in (batch_heads, q_len, kv_len) and min(batch_heads, q_len, kv_len) >= 0:
+        return _zero_cost(Engine.TENSOR)
+    work = attention_work(dev, batch_heads, q_len, kv_len, head_dim, v_head_dim, dtype,
+                          kept_fraction=kept_fraction, backward=backward,
+                          mask_bytes=mask_bytes, kv_batch_heads=kv_batch_heads)
+    busy = work.engine_s
+    compute_s = max(busy.values())
+    if work.tiles_per_core:
+        per_tile = [t / work.tiles_per_core for t in busy.values()]
+        overhead_s = sum(per_tile) - max(per_tile)
+    else:
+        overhead_s = 0.0
+    bound = max(busy, key=busy.get)
+    names = {Engine.TENSOR: "Tensor", Engine.SCALAR: "Scalar", Engine.VECTOR: "Vector"}
+    notes = ["flash attention: scores stay in SBUF/PSUM",
+             "engines busy: " + ", ".join(f"{names[e]} {t * 1e6:.2f} us" for e, t in busy.items())]
+    if kept_fraction < 1.0:
+        notes.append(f"mask keeps {kept_fraction:.1%} of the score blocks")
+    if work.hbm_bytes / dev.hbm_bytes_per_s <= compute_s:
+        notes.append(f"bound by the {names[bound]} Engine")
+    notes.extend(work.matmul_notes)
+    return _roofline(dev, Engine.TENSOR, work.flops, work.hbm_bytes, compute_s, overhead_s,
+                     work.input_bytes, utilisation=work.utilisation,
+                     instructions=work.instructions, notes=notes)
+
+
+# ---------------------------------------------------------------------------
 # DMA
 # ---------------------------------------------------------------------------
 

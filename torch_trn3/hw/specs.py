@@ -228,6 +228,48 @@ class InterCoreSpec:
     bytes_per_s: float
 
 
+@dataclass(frozen=True)
+class FlashAttentionSpec:
+    """How a flash-attention kernel uses the engines of a core.
+
+    A flash kernel keeps each tile of scores S = QK^T and probabilities
+    P = softmax(S) in PSUM/SBUF, so HBM sees only Q, K, V, O and the
+    row log-sum-exp. Per score tile the Tensor Engine runs the matmuls, the
+    Scalar Engine one exp activation (its scale, the ``-max`` bias and the
+    row sum ride in the same instruction), and the Vector Engine the row
+    statistics. The kernel is written by software, so these are the
+    estimates of a good kernel, not chip facts (hence the defaults here,
+    the same for every chip). Used by :func:`torch_trn3.hw.cost.attention_cost`.
+    """
+
+    #: Query rows per tile: one per SBUF partition [neuron: 128 partitions].
+    #: Also the granularity at which causal masks skip whole blocks.
+    q_tile_rows: int = 128
+    #: Key columns per QK^T instruction: one 2 KiB PSUM bank of fp32 per
+    #: partition [neuron: nc_matmul N <= 512]. One score tile is
+    #: ``q_tile_rows x score_tile_cols``.
+    score_tile_cols: int = 512
+    #: Keys per online-softmax step: the running max and sum are updated and
+    #: the O accumulator rescaled once per this many keys [est.: the NKI
+    #: flash_fwd kernel's FlashConfig.seq_tile_size default, 2048].
+    kv_tile: int = 2048
+    #: Vector Engine passes over each score element in the forward: the row
+    #: max of every score tile [est.: exp, the row sum and the max
+    #: subtraction are one Scalar activation instruction with accumulate].
+    forward_vector_passes: float = 1.0
+    #: Vector Engine passes over each score element in the backward:
+    #: dS = P * (dP - D) as one fused tensor-scalar-tensor instruction
+    #: [est.; D = rowsum(dO * O) is per row and counted apart].
+    backward_vector_passes: float = 1.0
+    #: dtype of the row log-sum-exp the forward saves for the backward
+    #: [torch's CPU flash kernel and the NKI kernels keep it in fp32].
+    lse_dtype: str = "fp32"
+
+
+#: The flash-attention kernel model every chip uses (see the class).
+FLASH_ATTENTION = FlashAttentionSpec()
+
+
 # ---------------------------------------------------------------------------
 # Chip
 # ---------------------------------------------------------------------------
@@ -255,6 +297,8 @@ class ChipSpec:
     scale_up_bytes_per_s: float
     #: Scale-out (EFA) bandwidth per chip, bytes/s.
     scale_out_bytes_per_s: float
+    #: How a flash-attention kernel uses the engines (software estimates).
+    flash_attention: FlashAttentionSpec = FLASH_ATTENTION
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s of the whole chip in ``dtype``."""
