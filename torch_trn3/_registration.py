@@ -74,6 +74,9 @@ def register(config: MachineConfig) -> None:
     from . import scaled_mm
 
     scaled_mm.register()
+    from . import attention
+
+    attention.register()  # SDPA's CPU flash kernels as one flash-attention op each
 
     torch._register_device_module(name, device_module)
     torch.utils.generate_methods_for_privateuse1_backend(

@@ -9,12 +9,14 @@ K; element counts for the lane engines; bytes for DMA) and prices them with
 from __future__ import annotations
 
 from contextlib import contextmanager
-from math import log2, prod
+from functools import lru_cache
+from math import ceil, log2, prod
 from typing import List, Optional, Sequence, Tuple
 
 from .hw.cost import (
     Engine,
     OpCost,
+    attention_cost,
     dma_cost,
     elementwise_cost,
     engine_for_op,
@@ -86,19 +88,61 @@ def _sum_costs(costs: List[OpCost]) -> OpCost:
     )
 
 
-def _attention_cost(dev: LogicalDeviceSpec, q: TensorDesc, k: TensorDesc, v: TensorDesc, passes: int) -> OpCost:
-    """Fused attention: QK^T then PV per (batch, head); backward is 5 such
-    matmuls (recomputed S, dV, dP, dQ, dK). Softmax runs on the Vector and
-    Scalar engines beside the Tensor Engine, so it adds no time here."""
-    *batch, length, e = q[0]
-    s, ev = k[0][-2], v[0][-1]
-    b = prod(batch)
-    dtype = _dtype(q)
-    qk = matmul_cost(dev, length, s, e, batch=b, dtype=dtype)
-    pv = matmul_cost(dev, length, ev, s, batch=b, dtype=dtype)
-    if passes == 2:
-        return _sum_costs([qk, pv])
-    return _sum_costs([qk, pv, qk, pv, qk])
+#: Fused attention ops: (query layout, backward?, index of query among the
+#: op's tensor inputs, index of the attention mask when present). Layout
+#: "bhle" is (batch, heads, length, head_dim); "blhe" is (batch, length,
+#: heads, head_dim) (the CUDA flash / efficient kernels). The mask index is
+#: given only where the op's defined-tensor list makes it unambiguous.
+_ATTENTION_OPS = {
+    "_scaled_dot_product_flash_attention_for_cpu": ("bhle", False, 0, 3),
+    "_scaled_dot_product_flash_attention_for_cpu_backward": ("bhle", True, 1, 6),
+    "_scaled_dot_product_flash_attention": ("bhle", False, 0, None),
+    "_scaled_dot_product_flash_attention_backward": ("bhle", True, 1, None),
+    "_scaled_dot_product_fused_attention_overrideable": ("bhle", False, 0, 3),
+    "_scaled_dot_product_fused_attention_overrideable_backward": ("bhle", True, 1, None),
+    "_scaled_dot_product_efficient_attention": ("bhle", False, 0, None),
+    "_scaled_dot_product_efficient_attention_backward": ("bhle", True, 1, None),
+    "_efficient_attention_forward": ("blhe", False, 0, None),
+    "_efficient_attention_backward": ("blhe", True, 1, None),
+    "_flash_attention_forward": ("blhe", False, 0, None),
+    "_flash_attention_backward": ("blhe", True, 1, None),
+}
+
+
+def _attention_dims(q: TensorDesc, k: TensorDesc, v: TensorDesc, layout: str = "bhle"):
+    """(batch_heads, kv_batch_heads, q_len, kv_len, head_dim, v_head_dim)."""
+    if layout == "blhe":
+        *batch, lq, heads, e = q[0]
+        kv_heads, lk, ev = k[0][-2], k[0][-3], v[0][-1]
+        b = prod(batch)
+        return b * heads, b * kv_heads, lq, lk, e, ev
+    *batch, lq, e = q[0]
+    lk, ev = k[0][-2], v[0][-1]
+    return prod(batch), prod(k[0][:-2]), lq, lk, e, ev
+
+
+def _attention_cost(dev: LogicalDeviceSpec, base: str, ins: List[TensorDesc]) -> OpCost:
+    """One flash-attention kernel (hw.cost.attention_cost) from an op's
+    tensor descriptions. Shapes alone do not say ``is_causal``, so this is
+    the unmasked kernel; the trn kernels (torch_trn3.attention) charge
+    through :func:`charge_attention` with the kept fraction instead."""
+    layout, backward, first, mask_at = _ATTENTION_OPS[base]
+    q, k, v = ins[first:first + 3]
+    bh, kv_bh, lq, lk, e, ev = _attention_dims(q, k, v, layout)
+    mask_bytes = _nbytes(ins[mask_at]) if mask_at is not None and len(ins) > mask_at else 0
+    return _flash_cost(dev, bh, kv_bh, lq, lk, e, ev, _dtype(q), 1.0, backward, mask_bytes)
+
+
+@lru_cache(maxsize=4096)
+def _flash_cost(dev, bh, kv_bh, lq, lk, e, ev, dtype, kept_fraction, backward, mask_bytes) -> OpCost:
+    """Memoized like the C++ core's per-signature cost (training repeats shapes)."""
+    if dtype not in _TENSOR_ENGINE_DTYPES:
+        # fp64 / integer attention has no Tensor Engine mode (like matmuls):
+        # its multiply-adds run on the general-purpose cores.
+        macs = kept_fraction * bh * lq * lk * ((e + ev) if not backward else (3 * e + 2 * ev))
+        return gpsimd_cost(dev, ceil(macs), dtype)
+    return attention_cost(dev, bh, lq, lk, e, ev, dtype, kept_fraction=kept_fraction,
+                          backward=backward, mask_bytes=mask_bytes, kv_batch_heads=kv_bh)
 
 
 def _conv_cost(dev: LogicalDeviceSpec, x: TensorDesc, w: TensorDesc, out: TensorDesc, passes: int) -> OpCost:
@@ -112,10 +156,8 @@ def _conv_cost(dev: LogicalDeviceSpec, x: TensorDesc, w: TensorDesc, out: Tensor
 
 
 def _tensor_engine_cost(dev: LogicalDeviceSpec, base: str, ins: List[TensorDesc], outs: List[TensorDesc]) -> OpCost:
-    if base in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention"):
-        return _attention_cost(dev, ins[0], ins[1], ins[2], passes=2)
-    if base in ("_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention_backward"):
-        return _attention_cost(dev, ins[1], ins[2], ins[3], passes=5)
+    if base in _ATTENTION_OPS:
+        return _attention_cost(dev, base, ins)
     if base == "convolution_overrideable":
         return _conv_cost(dev, ins[0], ins[1], outs[0], passes=1)
     if base == "convolution_backward_overrideable":
@@ -270,4 +312,39 @@ def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, 
         time_s = max(cost.compute_s, memory_s) + cost.overhead_s + cost.intercore_s
     _C._charge(op, outputs[0].device.index, Engine.TENSOR.value, time_s, cost.flops, hbm,
                list(inputs), list(outputs))
+    return cost
+
+
+def charge_attention(op: str, query, key, value, outputs: Sequence, *, kept_fraction: float = 1.0,
+                     backward: bool = False, mask_bytes: int = 0,
+                     inputs: Optional[Sequence] = None) -> Optional[OpCost]:
+    """Charges one flash-attention kernel (:func:`torch_trn3.hw.cost.attention_cost`)
+    on the device of ``outputs[0]``, for an attention written in Python (run
+    its body under :func:`uncharged`).
+
+    ``query`` is (..., q_len, head_dim), ``key`` (..., kv_len, head_dim) and
+    ``value`` (..., kv_len, v_head_dim), leading dims batch x heads (fewer
+    K/V heads: GQA). ``kept_fraction`` is the share of score blocks the
+    kernel computes (causal: :func:`~torch_trn3.hw.cost.causal_kept_fraction`;
+    FlexAttention: the block mask's density); ``mask_bytes`` are mask bytes
+    it reads from HBM. For the backward pass the forward's Q, K, V and
+    ``backward=True``. ``inputs`` are the tensors the kernel waits for on the
+    device timeline (default: query, key, value). No-op (None) unless the
+    outputs are on trn and the model is on (not inside another kernel's
+    :func:`uncharged` body, not while torch.compile traces).
+    """
+    import torch
+
+    from . import DEVICE_NAME, _C, machine
+
+    if torch.compiler.is_compiling():
+        return None  # see uncharged(): compiled graphs charge their ops one by one
+    if not outputs or outputs[0].device.type != DEVICE_NAME or not _C._model_enabled():
+        return None
+    bh, kv_bh, lq, lk, e, ev = _attention_dims(describe(query), describe(key), describe(value))
+    cost = _flash_cost(machine.logical, bh, kv_bh, lq, lk, e, ev, _dtype(describe(query)),
+                       kept_fraction, backward, mask_bytes)
+    reads = [query, key, value] if inputs is None else inputs
+    _C._charge(op, outputs[0].device.index, cost.engine.value, cost.time_s, cost.flops,
+               float(cost.hbm_bytes), [t for t in reads if t is not None], list(outputs))
     return cost
