@@ -33,11 +33,18 @@ def _inner_compile_with_neuron_fusion(gm, example_inputs, **kwargs):
 
 
 def trn3(gm, example_inputs, **kwargs):
-    """The dynamo backend: inductor, with trn3's options for every graph."""
+    """The dynamo backend: inductor, with trn3's options for every graph.
+
+    The options are on for the whole compile, so AOTAutograd's cache key
+    sees them too, and again in each per-graph compile, which for a backward
+    graph may run later, outside this call."""
     from torch._inductor.compile_fx import compile_fx
 
-    return compile_fx(gm, example_inputs, inner_compile=_inner_compile_with_neuron_fusion,
-                      **kwargs)
+    from . import config
+
+    with config.patch(neuron_fusion=True):
+        return compile_fx(gm, example_inputs, inner_compile=_inner_compile_with_neuron_fusion,
+                          **kwargs)
 
 
 @functools.cache

@@ -161,6 +161,40 @@ class _Size:
         self.index = index
 
 
+class _Graph:
+    """A score_mod / mask_mod / joint graph as the Python source of its
+    ``forward``. Unpickling a GraphModule re-traces its code, which turns
+    factory calls (``full``, a constant mask) into tensor constants made
+    under whatever fake mode is active; running the source does not."""
+
+    def __init__(self, gm):
+        from torch.fx.graph_module import _format_import_block
+        from torch.package import sys_importer
+
+        for node in gm.graph.nodes:
+            if node.op in ("get_attr", "call_module"):
+                raise NotImplementedError(
+                    f"flex_attention on {DEVICE_NAME} under inductor: score_mod/mask_mod graphs "
+                    f"with module attributes are not supported ({node.op} {node.target})")
+        python_code = gm._real_recompile() if hasattr(gm, "_real_recompile") else gm.recompile()
+        self.source = _format_import_block(python_code.globals, sys_importer) + python_code.src
+        self._fn = None
+
+    def __getstate__(self):
+        return {"source": self.source}
+
+    def __setstate__(self, state):
+        self.source = state["source"]
+        self._fn = None
+
+    def function(self):
+        if self._fn is None:
+            namespace: dict = {}
+            exec(compile(self.source, "<flex_attention subgraph>", "exec"), namespace)
+            self._fn = functools.partial(namespace["forward"], None)  # forward(self, ...)
+        return self._fn
+
+
 def _pack(args: Sequence, is_tensor, is_symbolic) -> Tuple[list, list, list]:
     """Splits a HOP's (nested-tuple) arguments into (tensors, symbolic sizes,
     a template of everything else with markers where those went)."""
@@ -189,18 +223,17 @@ def _unpack(template, tensors: Sequence, sizes: Sequence) -> list:
             return tensors[value.index]
         if isinstance(value, _Size):
             return sizes[value.index]
+        if isinstance(value, _Graph):
+            return value.function()
         return value
 
     return walk(template)
 
 
 @functools.lru_cache(maxsize=None)
-def _template(spec: str):
+def _spec_of(spec: str):
+    """(argument template, which captured buffers get gradients) of a spec."""
     return pickle.loads(base64.b64decode(spec))
-
-
-def _spec(template) -> str:
-    return base64.b64encode(pickle.dumps(template)).decode("ascii")
 
 
 def _captured_grad_mask(joint_graph) -> List[bool]:
@@ -208,8 +241,7 @@ def _captured_grad_mask(joint_graph) -> List[bool]:
     graph returns grads for (score, b, h, q_idx, kv_idx, *buffers), None
     for those that need none."""
     output = next(n for n in reversed(joint_graph.graph.nodes) if n.op == "output")
-    outs = output.args[0]
-    return [o is not None for o in outs[5:]]
+    return [o is not None for o in output.args[0][5:]]
 
 
 #: functorch's dispatch keys: the dense math vmaps score_mod and mask_mod.
@@ -219,9 +251,10 @@ _FUNCTORCH_KEYS = ("FuncTorchDynamicLayerFrontMode", "FuncTorchDynamicLayerBackM
 
 @contextmanager
 def _functorch_enabled():
-    """Compiled graphs call their ops with functorch's keys excluded
-    (AOTAutograd's runtime); the kernels below run a program that vmaps, as
-    the HOP's eager kernel does, so those keys are let through again."""
+    """On a compiled graph's first call, AOTAutograd runs its custom ops under
+    a dispatch mode (``_AnalyzeCustomOpInputOutputMode``), i.e. with every
+    key above Python excluded, functorch's too; the dense math vmaps, so
+    those keys are let through again, as for the HOP's eager kernel."""
     exclude = torch._C._dispatch_tls_local_exclude_set()
     for name in _FUNCTORCH_KEYS:
         exclude = exclude.remove(getattr(torch._C.DispatchKey, name))
@@ -231,21 +264,20 @@ def _functorch_enabled():
 
 def _run_forward(tensors: List[Optional[torch.Tensor]], sizes: List[int], spec: str
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    template, _ = _spec_of(spec)
     with torch.no_grad(), _functorch_enabled():
-        return tuple(dense_forward(*_unpack(_template(spec), tensors, sizes)))
+        return tuple(dense_forward(*_unpack(template, tensors, sizes)))
 
 
 def _run_backward(tensors: List[Optional[torch.Tensor]], sizes: List[int], spec: str
                   ) -> List[torch.Tensor]:
-    args = _unpack(_template(spec), tensors, sizes)
-    # sdpa_dense_backward allocates a captured buffer's gradient only when
-    # the buffer requires grad; inside compiled code nothing does, so the
-    # buffers that get one (per the joint graph) are flagged on aliases.
-    buffers = list(args[12])
-    for i, needed in enumerate(_captured_grad_mask(args[8])):
-        if needed and isinstance(buffers[i], torch.Tensor):
-            buffers[i] = buffers[i].detach().requires_grad_(True)
-    args[12] = tuple(buffers)
+    template, captured_grads = _spec_of(spec)
+    args = _unpack(template, tensors, sizes)
+    # sdpa_dense_backward allocates a captured buffer's gradient only if the
+    # buffer requires grad; in compiled code none does, so the buffers that
+    # get one (per the joint graph) are flagged, on aliases.
+    args[12] = tuple(b.detach().requires_grad_(True) if needed else b
+                     for b, needed in zip(args[12], captured_grads))
     with torch.no_grad(), _functorch_enabled():
         grad_q, grad_k, grad_v, captured = dense_backward(*args)
     return [grad_q, grad_k, grad_v, *(g for g in captured if g is not None)]
@@ -254,17 +286,16 @@ def _run_backward(tensors: List[Optional[torch.Tensor]], sizes: List[int], spec:
 def _fake_forward(tensors, sizes, spec):
     from torch._higher_order_ops.flex_attention import flex_attention_fake_impl
 
-    return flex_attention_fake_impl(*_unpack(_template(spec), tensors, sizes))
+    return flex_attention_fake_impl(*_unpack(_spec_of(spec)[0], tensors, sizes))
 
 
 def _fake_backward(tensors, sizes, spec):
     from torch._higher_order_ops.flex_attention import flex_attention_backward_fake_tensor_mode
 
-    args = _unpack(_template(spec), tensors, sizes)
-    grad_q, grad_k, grad_v, captured = flex_attention_backward_fake_tensor_mode(*args)
-    mask = _captured_grad_mask(args[8])
-    return [grad_q, grad_k, grad_v, *(g for g, needed in zip(captured, mask)
-                                      if needed and g is not None)]
+    template, captured_grads = _spec_of(spec)
+    grad_q, grad_k, grad_v, captured = flex_attention_backward_fake_tensor_mode(
+        *_unpack(template, tensors, sizes))
+    return [grad_q, grad_k, grad_v, *(g for g, needed in zip(captured, captured_grads) if needed)]
 
 
 _ops_defined = False
@@ -272,9 +303,9 @@ _ops_defined = False
 
 def _define_ops() -> None:
     """``trn3::flex_attention(Tensor?[] tensors, SymInt[] sizes, str spec)``
-    and its backward: a HOP call packed by :func:`_pack`, run by the dense
-    kernels above. Defined at :func:`install`, so code loaded from inductor's
-    cache finds them without a lowering having run in this process."""
+    and its backward: a HOP call packed by :func:`_pack_for_lowering`, run
+    by the dense kernels above. Defined at :func:`install`, so code loaded
+    from inductor's cache finds them without a lowering in this process."""
     global _ops_defined
     if _ops_defined:
         return
@@ -286,20 +317,21 @@ def _define_ops() -> None:
                                ("flex_attention_backward", _run_backward, _fake_backward)):
         lib.impl(name, kernel, "CompositeExplicitAutograd")
         torch.library.register_fake(f"trn3::{name}", fake, lib=lib)
-    _define_ops.lib = lib  # keep the registrations alive
+    _define_ops.lib = lib  # keeps the registrations alive
     _ops_defined = True
 
 
-def _pack_for_lowering(args: Sequence):
+def _pack_for_lowering(args: Sequence, captured_grads: Optional[List[bool]] = None):
     """(tensors, sizes, spec) of a HOP call in inductor's lowering: IR nodes
-    are the tensors, sympy expressions with free symbols the sizes, and the
-    subgraphs go into the spec as their GraphModules."""
+    are the tensors, sympy expressions with free symbols the sizes; the
+    subgraphs and every constant go into ``spec``, a string constant of the
+    generated code (so code from inductor's cache carries its graphs)."""
     import sympy
     from torch._inductor import ir
 
     def plain(value):
         if isinstance(value, ir.Subgraph):
-            return value.graph_module
+            return _Graph(value.graph_module)
         if isinstance(value, sympy.Integer):
             return int(value)
         if isinstance(value, (tuple, list)):
@@ -310,7 +342,8 @@ def _pack_for_lowering(args: Sequence):
         plain(list(args)),
         is_tensor=lambda v: isinstance(v, ir.IRNode),
         is_symbolic=lambda v: isinstance(v, sympy.Expr))
-    return tensors, sizes, _spec(template)
+    spec = base64.b64encode(pickle.dumps((template, captured_grads))).decode("ascii")
+    return tensors, sizes, spec
 
 
 def lower_forward(*args):
@@ -324,14 +357,16 @@ def lower_forward(*args):
 
 
 def lower_backward(*args):
-    """inductor lowering of ``flex_attention_backward`` on trn: one fallback kernel."""
+    """inductor lowering of ``flex_attention_backward`` on trn: one fallback
+    kernel; captured buffers the joint graph gives no gradient get None, as
+    in torch's lowering."""
     from torch._inductor.lowering import fallback_handler
 
-    tensors, sizes, spec = _pack_for_lowering(args)
-    results = fallback_handler(torch.ops.trn3.flex_attention_backward.default,
-                               add_to_fallback_set=False)(tensors, sizes, spec)
-    grad_q, grad_k, grad_v, *grads = results
-    joint_graph = args[8].graph_module
-    captured = iter(grads)
-    return grad_q, grad_k, grad_v, tuple(next(captured) if needed else None
-                                         for needed in _captured_grad_mask(joint_graph))
+    captured_grads = _captured_grad_mask(args[8].graph_module)
+    tensors, sizes, spec = _pack_for_lowering(args, captured_grads)
+    grad_q, grad_k, grad_v, *grads = fallback_handler(
+        torch.ops.trn3.flex_attention_backward.default,
+        add_to_fallback_set=False)(tensors, sizes, spec)
+    grads = iter(grads)
+    return grad_q, grad_k, grad_v, tuple(next(grads) if needed else None
+                                         for needed in captured_grads)

@@ -148,18 +148,40 @@ def _lower_flex_attention_on_trn() -> None:
         lowerings[hop] = lowering
 
 
+def _guard_trn_devices() -> None:
+    """``utils.device_need_guard()`` decides whether the wrapper enters a
+    device context around a device's kernels; only GPUs get one, so a graph
+    on trn:1 would allocate its buffers on the current device. trn needs the
+    guard too (:class:`TrnDeviceOpOverrides` says how). Imported by name
+    into the scheduler, which is where it is asked."""
+    import torch._inductor.scheduler as scheduler
+
+    upstream = scheduler.device_need_guard
+    scheduler.device_need_guard = lambda device: device == DEVICE_NAME or upstream(device)
+
+
+def _device_op_overrides():
+    """Device helpers in generated code: the CPU's (kernels run on the host,
+    synchronously), except that a device guard selects the trn device."""
+    from torch._inductor.codegen.cpu_device_op_overrides import CpuDeviceOpOverrides
+
+    class TrnDeviceOpOverrides(CpuDeviceOpOverrides):
+        def device_guard(self, device_idx: int) -> str:
+            return f"torch.{DEVICE_NAME}.device({device_idx})"
+
+    return TrnDeviceOpOverrides()
+
+
 @functools.cache
 def codegen_module():
     """Imports :mod:`.codegen` and installs what inductor needs for trn."""
     from torch._inductor.codegen.common import register_device_op_overrides
-    from torch._inductor.codegen.cpu_device_op_overrides import CpuDeviceOpOverrides
 
     from . import codegen
 
-    # Device-side helpers in generated code (set device, stream, sync) are
-    # the CPU's: the kernels run on the host.
-    register_device_op_overrides(DEVICE_NAME, CpuDeviceOpOverrides())
+    register_device_op_overrides(DEVICE_NAME, _device_op_overrides())
     _answer_backend_for_trn()
     _schedule_trn_nodes_as_cpu()
+    _guard_trn_devices()
     _lower_flex_attention_on_trn()
     return codegen

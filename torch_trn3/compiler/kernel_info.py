@@ -94,14 +94,26 @@ def _aten_name(target) -> str:
     return str(getattr(target, "__name__", target))
 
 
-def _node_ops(node) -> Tuple[List[str], List[str]]:
-    """(the user-level ATen ops fused into ``node``, the decomposed ops it
-    computes). The first names the kernel; the second prices it (a softmax
-    is an amax, a sub, an exp, a sum and a div)."""
+#: Ops that only re-describe memory: free inside a kernel.
+_VIEW_OPS = frozenset({
+    "view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "expand_as",
+    "squeeze", "unsqueeze", "slice", "select", "as_strided", "alias", "detach", "unbind",
+    "split", "split_with_sizes", "chunk", "narrow", "flatten", "unflatten", "view_as",
+    "lift_fresh_copy", "_reshape_alias",
+})
+
+
+def _node_ops(node) -> List[str]:
+    """The user-level ATen ops fused into ``node`` (before inductor's
+    decompositions: a GELU backward, not its erf, exp and multiplies), the
+    granularity at which eager charges ops too, so eager and compiled price
+    the same op alike and differ only in what fusion saves."""
     origins = [o for o in (getattr(node.node, "origins", ()) or ()) if o.op == "call_function"]
-    user = {_aten_name(o.meta.get("original_aten") or o.target) for o in origins}
-    computed = {_aten_name(o.target) for o in origins}
-    return sorted(user), sorted(computed)
+    return sorted({_aten_name(o.meta.get("original_aten") or o.target) for o in origins})
+
+
+def _is_view(op: str) -> bool:
+    return op.partition("::")[2] in _VIEW_OPS
 
 
 def _product(values) -> sympy.Expr:
@@ -120,6 +132,27 @@ def graph_label() -> str:
     return f"graph {graph.graph_id if graph.graph_id is not None else '?'} ({kind})"
 
 
+def _work_by_engine(elems: Dict[str, sympy.Expr], reduced) -> Dict[str, sympy.Expr]:
+    """Element counts per work kind: each user-level op once, over the most
+    elements it touches in the kernel, on the engine eager would charge it
+    to. Copies, concatenations and views only move or re-describe data: the
+    kernel's HBM bytes cover them."""
+    work = {kind: sympy.Integer(0) for kind in WORK_KINDS}
+    for op, count in elems.items():
+        engine = engine_for_op(op)
+        if _is_view(op) or engine is Engine.DMA:
+            continue
+        if engine is Engine.GPSIMD:
+            work["gpsimd_elems"] += count
+        elif engine is Engine.VECTOR or (engine is Engine.TENSOR and op in reduced):
+            work["vector_elems"] += count      # a reduction, or a tiny matmul inductor inlined
+        elif is_transcendental(op):
+            work["transcendental_elems"] += count
+        else:
+            work["scalar_elems"] += count
+    return work
+
+
 def _working_set(row_reductions, pointwise_sizes, tile_elems: int, partitions: int,
                  itemsize: int, buffers: int) -> sympy.Expr:
     """Bytes a kernel keeps in SBUF at once: for each of its ``buffers``, one
@@ -132,6 +165,19 @@ def _working_set(row_reductions, pointwise_sizes, tile_elems: int, partitions: i
         if any(sympy.simplify(size - numel * rnumel) == 0 for size in pointwise_sizes):
             rows, row = sympy.Min(partitions, numel), sympy.Max(tile_elems, rnumel)
     return rows * row * itemsize * buffers
+
+
+def _read_outside(buffer: str, kernel_nodes) -> bool:
+    """Whether anything outside the kernel (another node, the graph's
+    outputs) reads ``buffer``."""
+    from torch._inductor.virtualized import V
+
+    if buffer in V.graph.get_output_names() or buffer in V.graph.graph_inputs:
+        return True
+    buf = V.graph.scheduler.name_to_buf.get(buffer)
+    if buf is None:
+        return True
+    return any(user.node is None or user.get_name() not in kernel_nodes for user in buf.users)
 
 
 def _unique(values):
@@ -159,7 +205,13 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     writes += [b for b, inner in args.output_buffers.items()
                if b not in args.inplace_buffers and not isinstance(inner, RemovedArg)]
 
-    work = {kind: sympy.Integer(0) for kind in WORK_KINDS}
+    # inductor's C++ kernels store some results that only the kernel itself
+    # reads (a softmax's row max and sum); a Neuron kernel keeps them in SBUF.
+    node_names = {node.get_name() for node in nodes}
+    writes = [b for b in writes if b in reads or _read_outside(b, node_names)]
+
+    elems: Dict[str, sympy.Expr] = {}  # per user-level op: the most elements it streams
+    reduced: set = set()  # ops that appear in a reduction node
     ops: List[str] = []
     internal: List[str] = []
     row_reductions = []  # (rows, row length) of per-row reductions
@@ -175,18 +227,12 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
                 row_reductions.append((numel, rnumel))
         else:
             pointwise_sizes.append(numel)
-        user_ops, computed_ops = _node_ops(node)
-        ops += [op for op in user_ops if op not in ops]
-        for op in computed_ops:
-            engine = engine_for_op(op)
-            if engine is Engine.VECTOR and node.is_reduction():
-                work["vector_elems"] += numel * rnumel
-            elif engine is Engine.GPSIMD:
-                work["gpsimd_elems"] += numel * rnumel
-            elif engine in (Engine.SCALAR, Engine.VECTOR):
-                kind = "transcendental_elems" if is_transcendental(op) else "scalar_elems"
-                work[kind] += numel * rnumel
-            # DMA-class origins (copies, cat, pad) only move data: HBM bytes.
+        for op in _node_ops(node):
+            if op not in ops:
+                ops.append(op)
+            elems[op] = sympy.Max(elems.get(op, 0), numel * rnumel)
+            if node.is_reduction():
+                reduced.add(op)
         for buf in node.get_outputs():
             buf_name = buf.get_name()
             node_dtype = V.graph.get_dtype(buf_name)
@@ -194,6 +240,7 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
             dtype = _HW_DTYPES.get(str(node_dtype), dtype) if node_dtype.is_floating_point else dtype
             if buf_name not in writes:
                 internal.append(buf_name)
+    work = _work_by_engine(elems, reduced)
     working_set = _working_set(row_reductions, pointwise_sizes, sbuf_tile_elems, partitions,
                                max(itemsizes, default=4), len(internal) + len(reads) + len(writes))
     record = KernelRecord(name, tuple(ops), dtype, tuple(reads), tuple(writes), tuple(internal),
