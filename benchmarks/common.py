@@ -52,10 +52,13 @@ class TinyDecoder(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def make_train_step(device: str, autocast_dtype=None, seed: int = 0, batch: int = 8, seq: int = 128):
-    """A closure running one AdamW training step of TinyDecoder on ``device``."""
+def make_train_step(device: str, autocast_dtype=None, seed: int = 0, batch: int = 8, seq: int = 128,
+                    compile_backend=None):
+    """A closure running one AdamW training step of TinyDecoder on ``device``
+    (the model compiled with ``compile_backend`` when given)."""
     torch.manual_seed(seed)
     model = TinyDecoder(seq=seq).to(device)
+    run = torch.compile(model, backend=compile_backend) if compile_backend else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, 512, (batch, seq + 1), generator=gen).to(device)
@@ -63,7 +66,7 @@ def make_train_step(device: str, autocast_dtype=None, seed: int = 0, batch: int 
 
     def step() -> float:
         with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            logits = model(tokens[:, :-1])
+            logits = run(tokens[:, :-1])
             loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
