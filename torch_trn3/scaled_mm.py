@@ -5,7 +5,9 @@ Engine runs them natively, so on ``trn`` they work: each operand is
 dequantized per 32-element block (E8M0 scales), multiplied with FP32
 accumulation and rounded once to the output dtype (torch_trn3.mx.mx_mm).
 Tensor-wise and row-wise FP8 scaling (fp32 scales) work the same way. The
-whole op is charged once, as one MX matmul on the Tensor Engine.
+whole op is charged once, as one MX matmul on the Tensor Engine. The
+``_scaled_mm.out`` overload has the same kernel: inductor lowers
+``_scaled_mm`` and ``_scaled_mm_v2`` to it.
 
 Scales must be in plain row-major layout (one per block along K):
 ``scale_a`` (M, K/32), ``scale_b`` (N, K/32) for ``mat2`` given column-major
@@ -60,10 +62,10 @@ def _dequantized_fp8(mat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return mat.to(torch.float32) * scale
 
 
-def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
-              bias: Optional[torch.Tensor] = None, scale_result: Optional[torch.Tensor] = None,
-              out_dtype: Optional[torch.dtype] = None, use_fast_accum: bool = False) -> torch.Tensor:
-    """The ``aten::_scaled_mm`` kernel for trn (see the module docstring)."""
+def _scaled_mm_values(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+                      bias: Optional[torch.Tensor], scale_result: Optional[torch.Tensor],
+                      out_dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """The product, computed uncharged (the callers charge it once)."""
     _check_inputs(a, b, [scale_a, scale_b])
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"_scaled_mm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
@@ -86,8 +88,35 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
             out = _dequantized_fp8(a, scale_a) @ _dequantized_fp8(b, scale_b)
         if bias is not None:
             out = out + bias.to(torch.float32)
-        out = out.to(out_dtype)
+        return out.to(out_dtype)
+
+
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+              bias: Optional[torch.Tensor] = None, scale_result: Optional[torch.Tensor] = None,
+              out_dtype: Optional[torch.dtype] = None, use_fast_accum: bool = False) -> torch.Tensor:
+    """The ``aten::_scaled_mm`` kernel for trn (see the module docstring)."""
+    out = _scaled_mm_values(a, b, scale_a, scale_b, bias, scale_result, out_dtype)
     chip_model.charge("aten::_scaled_mm", [a, b, scale_a, scale_b], [out])
+    return out
+
+
+def scaled_mm_out(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+                  bias: Optional[torch.Tensor] = None, scale_result: Optional[torch.Tensor] = None,
+                  out_dtype: Optional[torch.dtype] = None, use_fast_accum: bool = False, *,
+                  out: torch.Tensor) -> torch.Tensor:
+    """The ``aten::_scaled_mm.out`` kernel for trn: what inductor's lowering of
+    ``_scaled_mm`` (and of ``_scaled_mm_v2``) calls into its own buffer.
+    Without it the device's fallback would run the CPU kernel, which refuses
+    MX operands. Same values as :func:`scaled_mm`, charged once."""
+    _check_inputs(a, b, [out])
+    result = _scaled_mm_values(a, b, scale_a, scale_b, bias, scale_result, out_dtype or out.dtype)
+    if out.dtype != result.dtype:
+        raise RuntimeError(f"_scaled_mm.out: out has dtype {out.dtype}, the result is {result.dtype}")
+    with chip_model.uncharged():
+        if out.shape != result.shape:
+            out.resize_(result.shape)
+        out.copy_(result)
+    chip_model.charge("aten::_scaled_mm.out", [a, b, scale_a, scale_b], [out])
     return out
 
 
@@ -157,5 +186,6 @@ def register(device_key: str = "PrivateUse1") -> None:
         return
     _lib = torch.library.Library("aten", "IMPL")
     _lib.impl("_scaled_mm", scaled_mm, device_key)
+    _lib.impl("_scaled_mm.out", scaled_mm_out, device_key)
     _lib.impl("_scaled_mm_v2", scaled_mm_v2, device_key)
     _lib.impl("_scaled_grouped_mm", scaled_grouped_mm, device_key)

@@ -9,6 +9,8 @@ positions inside each group of M.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import chip_model
@@ -86,29 +88,21 @@ def prune_structured(w: torch.Tensor, n: int, m: int) -> StructuredSparseTensor:
                                   kept.to(torch.uint8).reshape(*lead, compressed), n, m, w.shape)
 
 
-def sparse_mm(a, w: StructuredSparseTensor, *, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``a @ w.T`` for activations ``a`` (..., K) (tensor or MXTensor) and a
-    structured-sparse weight ``w`` (N, K).
-
-    The skipped weights are exact zeros, so the FP32 sum over the kept ones
-    equals the dense product of the pruned weight; the emulator computes it
-    that way (decompress, dense FP32 matmul) so the two agree bit for bit.
-    Result dtype: ``out_dtype``, else ``a``'s dtype (float32 for MX ``a``).
-    """
-    reject_nvfp4("a", a)
-    if not isinstance(w, StructuredSparseTensor):
-        raise TypeError(f"w must be a StructuredSparseTensor (see prune_structured), got "
-                        f"{type(w).__name__}")
-    if len(w.shape) != 2 or a.shape[-1] != w.shape[-1]:
-        raise ValueError(f"shapes do not multiply as a @ w.T: a {tuple(a.shape)}, w {tuple(w.shape)}")
-    if isinstance(a, MXTensor):
-        dense_a, default = a.dequantize(torch.float32), torch.float32
+@torch.library.custom_op("torch_trn3::sparse_mm", mutates_args=())
+def _sparse_mm_op(a: torch.Tensor, a_scales: Optional[torch.Tensor], a_block_size: int,
+                  values: torch.Tensor, values_scales: Optional[torch.Tensor],
+                  values_block_size: int, indices: torch.Tensor, n: int, m: int,
+                  out_dtype: torch.dtype) -> torch.Tensor:
+    """``a @ w.T`` for a structured-sparse ``w`` given as its kept ``values``
+    (MX when ``values_scales`` is given), their ``indices`` and ``n``:``m``;
+    ``a`` is MX when ``a_scales`` is given."""
+    w = _weight(values, values_scales, values_block_size, indices, n, m)
+    if a_scales is not None:
+        dense_a = MXTensor(a, a_scales, a_block_size).dequantize(torch.float32)
     else:
-        _checks.check_tensor("a", a)
-        dense_a, default = a.to(torch.float32), a.dtype
-    _checks.check_same_device(a=dense_a, w=w.indices)
+        dense_a = a.to(torch.float32)
     with chip_model.uncharged():
-        out = (dense_a @ w.to_dense(torch.float32).mT).to(out_dtype or default)
+        out = (dense_a @ w.to_dense(torch.float32).mT).to(out_dtype)
     # Modelled as the hardware runs it: MX compute at the sparse rate, and
     # HBM holds only the kept values (MXFP8) and their in-group indices.
     kept = w.n / w.m
@@ -117,3 +111,78 @@ def sparse_mm(a, w: StructuredSparseTensor, *, out_dtype: torch.dtype | None = N
                              w.shape[0], w.shape[-1], dtype="mxfp8", sparsity=f"{w.n}:{w.m}",
                              weight_bytes_per_element=kept * dtype_bytes("mxfp8") + index_bytes)
     return out
+
+
+def _weight(values, values_scales, values_block_size, indices, n, m) -> "StructuredSparseTensor":
+    if values_scales is not None:
+        values = MXTensor(values, values_scales, values_block_size)
+    return StructuredSparseTensor(values, indices, n, m, (indices.shape[0], indices.shape[-1] * m // n))
+
+
+@_sparse_mm_op.register_fake
+def _(a, a_scales, a_block_size, values, values_scales, values_block_size, indices, n, m, out_dtype):
+    return a.new_empty((*a.shape[:-1], indices.shape[0]), dtype=out_dtype)
+
+
+def _sparse_mm_setup(ctx, inputs, output):
+    a, a_scales, a_block_size, values, values_scales, values_block_size, indices, n, m, _ = inputs
+    ctx.config = (a_block_size, values_block_size, n, m)
+    ctx.save_for_backward(a, a_scales, values, values_scales, indices)
+
+
+def _sparse_mm_backward(ctx, grad):
+    """Gradients for a plain ``a`` and plain kept ``values``, the ones autograd
+    took through the dense formula: ``a`` gets ``grad @ W`` (float32, cast
+    back), the values get ``grad.T @ a`` gathered at their positions."""
+    a_block_size, values_block_size, n, m = ctx.config
+    a, a_scales, values, values_scales, indices = ctx.saved_tensors
+    grad_a = grad_values = None
+    g = grad.to(torch.float32).reshape(-1, indices.shape[0])
+    if ctx.needs_input_grad[0] and a_scales is None:
+        w = _weight(values, values_scales, values_block_size, indices, n, m)
+        grad_a = (g @ w.to_dense(torch.float32)).reshape(a.shape).to(a.dtype)
+    if ctx.needs_input_grad[3] and values_scales is None:
+        if a_scales is not None:
+            dense_a = MXTensor(a, a_scales, a_block_size).dequantize(torch.float32)
+        else:
+            dense_a = a.to(torch.float32)
+        a2d = dense_a.reshape(-1, dense_a.shape[-1])
+        grad_dense = (g.t() @ a2d).to(values.dtype)
+        groups = grad_dense.shape[-1] // m
+        lead = grad_dense.shape[:-1]
+        grad_values = grad_dense.view(*lead, groups, m).gather(
+            -1, indices.to(torch.int64).view(*lead, groups, n)).reshape(values.shape)
+    return grad_a, None, None, grad_values, None, None, None, None, None, None
+
+
+_sparse_mm_op.register_autograd(_sparse_mm_backward, setup_context=_sparse_mm_setup)
+
+
+def sparse_mm(a, w: StructuredSparseTensor, *, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``a @ w.T`` for activations ``a`` (..., K) (tensor or MXTensor) and a
+    structured-sparse weight ``w`` (N, K).
+
+    The skipped weights are exact zeros, so the FP32 sum over the kept ones
+    equals the dense product of the pruned weight; the emulator computes it
+    that way (decompress, dense FP32 matmul) so the two agree bit for bit.
+    Result dtype: ``out_dtype``, else ``a``'s dtype (float32 for MX ``a``).
+    Runs ``torch.ops.torch_trn3.sparse_mm``.
+    """
+    reject_nvfp4("a", a)
+    if not isinstance(w, StructuredSparseTensor):
+        raise TypeError(f"w must be a StructuredSparseTensor (see prune_structured), got "
+                        f"{type(w).__name__}")
+    if len(w.shape) != 2 or a.shape[-1] != w.shape[-1]:
+        raise ValueError(f"shapes do not multiply as a @ w.T: a {tuple(a.shape)}, w {tuple(w.shape)}")
+    if isinstance(a, MXTensor):
+        a_data, a_scales, a_block_size, default = a.elements, a.scales, a.block_size, torch.float32
+    else:
+        _checks.check_tensor("a", a)
+        a_data, a_scales, a_block_size, default = a, None, 0, a.dtype
+    _checks.check_same_device(a=a_data, w=w.indices)
+    if isinstance(w.values, MXTensor):
+        values, values_scales, values_block_size = w.values.elements, w.values.scales, w.values.block_size
+    else:
+        values, values_scales, values_block_size = w.values, None, 0
+    return _sparse_mm_op(a_data, a_scales, a_block_size, values, values_scales, values_block_size,
+                         w.indices, w.n, w.m, out_dtype or default)
