@@ -12,9 +12,10 @@ mask's kept (q-block, kv-block) pairs (:func:`charge`).
 
 - Eager (and ``backend="eager"``/``"aot_eager"``): :func:`install` accepts
   the trn device in ``_validate_device`` and registers :func:`dense_forward` /
-  :func:`dense_backward` as the HOPs' kernels for the PrivateUse1 key.
-  It runs when ``torch.nn.attention.flex_attention`` is imported
-  (:mod:`._hooks`), which neither imports dynamo nor inductor.
+  :func:`dense_backward` as the HOPs' kernels for the PrivateUse1 key (and
+  an autocast kernel, as torch has for CPU/CUDA). It runs when
+  ``torch.nn.attention.flex_attention`` is imported (:mod:`._hooks`), which
+  neither imports dynamo nor inductor.
 - Inductor: :func:`lower_forward` / :func:`lower_backward` lower the HOPs on
   trn to one fallback kernel each, the custom ops ``trn3::flex_attention`` and
   ``trn3::flex_attention_backward``, which call the same two functions at run
@@ -30,7 +31,7 @@ import functools
 import math
 import pickle
 from contextlib import contextmanager
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -44,10 +45,10 @@ BACKWARD_OP = "higher_order::flex_attention_backward"
 # kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks,
 # q_indices, full_q_num_blocks, full_q_indices, four optional dq-order
 # entries, Q_BLOCK_SIZE, KV_BLOCK_SIZE, mask_mod.
-_Q_LEN, _KV_LEN, _KV_NUM_BLOCKS, _FULL_KV_NUM_BLOCKS = 0, 1, 2, 4
+_KV_LEN, _KV_NUM_BLOCKS, _FULL_KV_NUM_BLOCKS = 1, 2, 4
 _KV_INDEX_TENSORS = slice(2, 6)   # what the forward kernel reads
 _ALL_INDEX_TENSORS = slice(2, 10)  # the backward (dQ over kv blocks, dK/dV over q blocks)
-_Q_BLOCK, _KV_BLOCK = -3, -2
+_KV_BLOCK = -2
 
 
 # ---------------------------------------------------------------- chip model
@@ -116,6 +117,20 @@ def dense_backward(query, key, value, out, logsumexp, grad_out, grad_logsumexp, 
     return grads
 
 
+def autocast_forward(query, key, value, *args):
+    """The ``flex_attention`` HOP under ``torch.autocast("trn")``: Q, K, V in
+    the autocast dtype, as torch's AutocastCPU/AutocastCUDA kernels do (theirs
+    re-dispatch with only the CPU and CUDA autocast keys excluded)."""
+    from torch._C import DispatchKey, DispatchKeySet
+    from torch._higher_order_ops.flex_attention import flex_attention
+    from torch.amp.autocast_mode import _cast
+
+    dtype = torch.get_autocast_dtype(DEVICE_NAME)
+    query, key, value = (_cast(t, DEVICE_NAME, dtype) for t in (query, key, value))
+    with torch._C._ExcludeDispatchKeyGuard(DispatchKeySet(DispatchKey.AutocastPrivateUse1)):
+        return flex_attention(query, key, value, *args)
+
+
 # ---------------------------------------------------------------- eager install
 _installed = False
 
@@ -123,10 +138,13 @@ _installed = False
 def install() -> None:
     """Makes ``torch.nn.attention.flex_attention`` work on trn tensors (see
     the module docstring). Idempotent; imports neither dynamo nor inductor."""
+    # (importing the API may itself run install(), from torch_trn3's import hook)
+    import torch.nn.attention.flex_attention as api
+
     global _installed
     if _installed:
         return
-    import torch.nn.attention.flex_attention as api
+    _installed = True
     from torch._C import DispatchKey
     from torch._higher_order_ops.flex_attention import flex_attention, flex_attention_backward
 
@@ -141,9 +159,13 @@ def install() -> None:
     _validate_device.__wrapped__ = upstream
     api._validate_device = _validate_device
     flex_attention.py_impl(DispatchKey.PrivateUse1)(dense_forward)
+    flex_attention.py_impl(DispatchKey.AutocastPrivateUse1)(autocast_forward)
     flex_attention_backward.py_impl(DispatchKey.PrivateUse1)(dense_backward)
+    # HOPs fall through AutocastCPU/CUDA/XPU by default (torch 2.13
+    # _HIGHER_ORDER_OP_DEFAULT_FALLTHROUGH_DISPATCH_KEYS); AOTAutograd traces
+    # the backward under the forward's autocast state.
+    flex_attention_backward.fallthrough(DispatchKey.AutocastPrivateUse1)
     _define_ops()
-    _installed = True
 
 
 # ---------------------------------------------------------------- inductor fallback
