@@ -97,6 +97,8 @@ class ScopeTracker:
 
     # ------------------------------------------------------------------ names
     def _name_of(self, module: torch.nn.Module) -> str:
+        # torch.compile's wrapper is named as the module it compiles
+        module = getattr(module, "_orig_mod", module)
         name = self._names.get(module)
         if name is not None:
             return name
@@ -112,8 +114,10 @@ class ScopeTracker:
         return root
 
     # ------------------------------------------------------------------ hooks
+    # While dynamo traces, hooks do nothing (a C++ call would break the
+    # graph): a compiled module's ops carry the compiled module's path.
     def _forward_pre(self, module, args):
-        if not self.active:
+        if not self.active or torch.compiler.is_compiling():
             return None
         name = self._name_of(module)
         if self._stack and not self._in_backward:
@@ -129,7 +133,7 @@ class ScopeTracker:
         return None
 
     def _forward_post(self, module, args, output):
-        if not self.active:
+        if not self.active or torch.compiler.is_compiling():
             return None
         if self._stack:
             path = self._stack.pop()
