@@ -5,9 +5,8 @@ autoload. Instead, the moment dynamo is first imported (by ``torch.compile``
 or anything else), its device interface for trn and inductor's code
 generation for trn and the ``trn3`` backend are registered (the code
 generation modules themselves are imported when inductor first compiles a
-trn graph). Likewise FlexAttention
-is made to accept trn tensors when ``torch.nn.attention.flex_attention`` is
-first imported (:mod:`.flex_attention`).
+trn graph). Likewise FlexAttention is made to accept trn tensors when
+``torch.nn.attention.flex_attention`` is first imported (:mod:`.flex_attention`).
 """
 from __future__ import annotations
 
