@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import chip_model
+from . import _aten_kernels, chip_model
 
 #: K elements summed in FP32 before the downcast (one pass of the 128-row array).
 CHUNK_K = 128
@@ -93,10 +93,8 @@ def set_matmul_accumulation(mode: str) -> None:
             _lib = None
         return
     if _lib is None:
-        lib = torch.library.Library("aten", "IMPL")
-        for name, n_operands in _KERNELS.items():
-            lib.impl(name, _matmul_kernel(name, n_operands), "PrivateUse1")
-        _lib = lib
+        _lib = _aten_kernels.register(
+            {name: _matmul_kernel(name, n) for name, n in _KERNELS.items()})
 
 
 def get_matmul_accumulation() -> str:

@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from . import _C, chip_model
+from . import _C, _aten_kernels, chip_model
 from .hw.cost import causal_kept_fraction
 from .hw.specs import FLASH_ATTENTION
 
@@ -98,6 +98,5 @@ def register(device_key: str = "PrivateUse1") -> None:
     global _lib
     if _lib is not None:
         return
-    _lib = torch.library.Library("aten", "IMPL")
-    _lib.impl(_FORWARD, flash_attention_for_cpu, device_key)
-    _lib.impl(_BACKWARD, flash_attention_for_cpu_backward, device_key)
+    _lib = _aten_kernels.register({_FORWARD: flash_attention_for_cpu,
+                                   _BACKWARD: flash_attention_for_cpu_backward}, device_key)

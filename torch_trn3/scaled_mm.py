@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import torch
 
-from . import chip_model
+from . import _aten_kernels, chip_model
 from .mx import MXTensor, mx_grouped_mm, mx_mm
 
 _MX_BLOCK = 32
@@ -184,8 +184,7 @@ def register(device_key: str = "PrivateUse1") -> None:
     global _lib
     if _lib is not None:
         return
-    _lib = torch.library.Library("aten", "IMPL")
-    _lib.impl("_scaled_mm", scaled_mm, device_key)
-    _lib.impl("_scaled_mm.out", scaled_mm_out, device_key)
-    _lib.impl("_scaled_mm_v2", scaled_mm_v2, device_key)
-    _lib.impl("_scaled_grouped_mm", scaled_grouped_mm, device_key)
+    _lib = _aten_kernels.register({
+        "_scaled_mm": scaled_mm, "_scaled_mm.out": scaled_mm_out,
+        "_scaled_mm_v2": scaled_mm_v2, "_scaled_grouped_mm": scaled_grouped_mm,
+    }, device_key)
