@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import TinyDecoder, alternate, make_train_step, median  # noqa: E402
+from common import alternate, make_train_step, median  # noqa: E402
 
 import torch_trn3  # noqa: E402,F401
 import torch_trn3.profiler as tp  # noqa: E402
