@@ -288,3 +288,19 @@ def test_explain_reports_kernels_and_graph_breaks():
     assert softmax and softmax[0].engine == "Vector" and softmax[0].working_set > 0
     text = str(report)
     assert "graph break 1" in text and "aten::_softmax" in text and "modelled" in text
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("backend", ["inductor", "trn3"])
+def test_compiled_graph_past_hbm_raises_out_of_memory_naming_the_device(backend):
+    fn = torch.compile(lambda x: (x @ x.T).relu().sum(), backend=backend)
+    with pytest.raises(torch.OutOfMemoryError, match=r"logical device 0 \(trn:0\).*36.00 GiB of HBM"):
+        fn(torch.randn(120000, 64, device="trn"))          # a 53.6 GiB product
+    assert _C._model_enabled()                              # charging survives the error
+    out = fn(torch.ones(4, 2, device="trn"))
+    assert out.item() == 32.0
+
+
+def test_mixing_trn_and_cpu_tensors_in_a_compiled_graph_is_a_clear_error():
+    with pytest.raises(Exception, match="Expected all tensors to be on the same device.*trn:0 and cpu"):
+        torch.compile(lambda a, b: a + b)(torch.ones(3, device="trn"), torch.ones(3))

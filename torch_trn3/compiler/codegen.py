@@ -47,11 +47,25 @@ def _tuple(names) -> str:
     return "(" + "".join(f"{n}, " for n in names) + ")"
 
 
+class EnterUnchargedLine(WrapperLine):
+    """Opens ``with trn_uncharged():`` (the extern matmul inside it is
+    charged by a :class:`MatmulChargeLine` instead)."""
+
+    def codegen(self, code) -> None:
+        code.writeline("with trn_uncharged():")
+        code.do_indent()
+
+
+class ExitUnchargedLine(WrapperLine):
+    def codegen(self, code) -> None:
+        code.do_unindent()
+
+
 @dataclasses.dataclass
 class MatmulChargeLine(WrapperLine):
-    """Under ``neuron_fusion``: charges an extern matmul run with the model
-    paused (``trn_pause_model()`` before it), unless a later kernel took it
-    as its epilogue's producer and charges both at once."""
+    """Under ``neuron_fusion``: charges an extern matmul that ran uncharged,
+    unless a later kernel took it as its epilogue's producer and charges
+    both at once."""
 
     op: str
     inputs: Tuple[str, ...]
@@ -67,11 +81,10 @@ class MatmulChargeLine(WrapperLine):
 
     def codegen(self, code) -> None:
         if self.fused_into:
-            code.writeline(f"trn_resume_model(trn_model_was_on)  # charged with {self.fused_into}")
-            code.writeline(f"{self.operands} = {_tuple(self.inputs + (self.out,))}")
+            code.writeline(f"{self.operands} = {_tuple(self.inputs + (self.out,))}"
+                           f"  # charged with {self.fused_into}")
         else:
-            code.writeline(f"trn_charge_matmul(trn_model_was_on, {self.op!r}, "
-                           f"{_tuple(self.inputs)}, ({self.out}, ))")
+            code.writeline(f"trn_charge_matmul({self.op!r}, {_tuple(self.inputs)}, ({self.out}, ))")
 
 
 def _root(wrapper):
@@ -176,8 +189,9 @@ class TrnPythonWrapperCodegen(_HostKernelCalls, PythonWrapperCodegen):
         if op is None or not config.neuron_fusion or device is None or device.type != DEVICE_NAME:
             super().generate_extern_kernel_out(node)
             return
-        self.writeline("trn_model_was_on = trn_pause_model()")
+        self.writeline(EnterUnchargedLine())
         super().generate_extern_kernel_out(node)
+        self.writeline(ExitUnchargedLine())
         line = MatmulChargeLine(op, tuple(i.codegen_reference() for i in node.inputs),
                                 node.get_name())
         self.trn_matmul_lines[node.get_name()] = line
@@ -189,8 +203,8 @@ class TrnPythonWrapperCodegen(_HostKernelCalls, PythonWrapperCodegen):
             "from torch_trn3.compiler.runtime import charge_kernel as trn_charge_kernel")
         self.imports.writeline(
             "from torch_trn3.compiler.runtime import charge_matmul as trn_charge_matmul, "
-            "charge_matmul_epilogue as trn_charge_matmul_epilogue, "
-            "pause_model as trn_pause_model, resume_model as trn_resume_model")
+            "charge_matmul_epilogue as trn_charge_matmul_epilogue")
+        self.imports.writeline("from torch_trn3.chip_model import uncharged as trn_uncharged")
         self.imports.writeline(
             "from torch_trn3.compiler.kernel_info import register_kernel as trn_register_kernel")
 

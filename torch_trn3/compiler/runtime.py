@@ -54,22 +54,9 @@ def charge_kernel(op_name: str, reads: tuple, writes: tuple, sizes: tuple) -> No
                 reads, writes)
 
 
-def pause_model() -> bool:
-    """Stops charging (an extern matmul that trn3 charges itself); returns
-    whether the model was on."""
-    was_on = _C._model_enabled()
-    _C._set_model_enabled(False)
-    return was_on
-
-
-def resume_model(was_on: bool) -> None:
-    _C._set_model_enabled(was_on)
-
-
-def charge_matmul(was_on: bool, op: str, inputs: tuple, outputs: tuple) -> None:
-    """Resumes the model and charges an extern matmul as eager would."""
-    resume_model(was_on)
-    if was_on:
+def charge_matmul(op: str, inputs: tuple, outputs: tuple) -> None:
+    """Charges an extern matmul (run uncharged) as eager would."""
+    if _C._model_enabled():
         chip_model.charge(op, inputs, outputs)
 
 
