@@ -77,6 +77,9 @@ def register(config: MachineConfig) -> None:
     from . import attention
 
     attention.register()  # SDPA's CPU flash kernels as one flash-attention op each
+    from . import cuda_parity
+
+    cuda_parity.register()  # dtypes CUDA accepts where the CPU kernel refuses them (int histc, ...)
 
     torch._register_device_module(name, device_module)
     torch.utils.generate_methods_for_privateuse1_backend(

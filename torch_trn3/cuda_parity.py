@@ -1,0 +1,223 @@
+"""trn accepts the dtypes CUDA accepts where the CPU kernel refuses them.
+
+Libraries that take the CUDA path for any non-CPU device (Hugging Face
+``transformers``: ``torch.histc`` on ``int32`` expert ids in its grouped-GEMM
+MoE path) pass trn what CUDA accepts. The boxed fallback runs the CPU kernel,
+so an op whose CPU kernel refuses a dtype CUDA's accepts fails on trn only.
+
+Found by comparing OpInfo's CUDA and CPU dtypes in
+``torch.testing._internal.common_methods_invocations.op_db`` and running each
+op's samples on the CPU (``tests/test_cuda_parity.py`` keeps that list). The
+kernels here close the gaps that are cheap to close with CUDA's semantics:
+
+- ``histc`` on integer dtypes: CUDA's ``_histc_cuda_template`` - bounds
+  converted to the input's dtype, ``min == max`` takes the data's extremes,
+  equal extremes widen by one each way, bins computed in int64
+  (``(x - min) * bins / (max - min)``, the last bin closed), output in the
+  input's dtype;
+- ``trace`` on ``bool``: CUDA's ``diagonal().sum()``, an int64 count;
+- ``nansum`` on complex dtypes: CUDA's ``NanSumOps`` (an element with a NaN
+  in either part counts as zero); ``nanmean`` follows, it is composite;
+- Half/BFloat16 for ``avg_pool3d``, ``multi_margin_loss``,
+  ``multilabel_margin_loss`` and ``_upsample_bilinear2d_aa`` (forward and
+  backward): CUDA computes these in float32 (``acc_type``) and rounds once to
+  the input's dtype; here the CPU float32 kernel runs and the result is
+  rounded once.
+
+Each kernel runs on zero-copy CPU views of the trn tensors, copies its
+results into device memory and charges the op once to the chip model, like
+the other Python kernels (:mod:`torch_trn3.attention`). Dtypes the CPU
+kernel supports take the same path unchanged, so their values are the
+CPU's. Ops on hot paths (``abs`` on ``bool``, ComplexHalf element-wise math)
+are left to the fallback: a Python kernel would slow every dtype.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Dict, Iterable, Tuple
+
+import torch
+from torch.utils._pytree import tree_map
+
+from . import _C, _aten_kernels, chip_model
+
+_HALF_TYPES = (torch.float16, torch.bfloat16)
+_INT_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _is_trn(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.device.type not in ("cpu", "meta")
+
+
+def _cpu(t):
+    return _C._cpu_view(t) if _is_trn(t) else t
+
+
+def _tensors(tree) -> list:
+    out = []
+    tree_map(lambda t: out.append(t) if isinstance(t, torch.Tensor) else None, tree)
+    return out
+
+
+def _finish(op_name: str, device: torch.device, args, result_cpu):
+    """Copies CPU results to ``device`` and charges ``op_name`` once."""
+    with chip_model.uncharged():
+        result = tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, result_cpu)
+    outs = _tensors(result)
+    if outs:
+        chip_model.charge(f"aten::{op_name}", [t for t in _tensors(args) if _is_trn(t)], outs)
+    return result
+
+
+def _device_of(args) -> torch.device:
+    for t in _tensors(args):
+        if _is_trn(t):
+            return t.device
+    raise RuntimeError("cuda_parity kernel called without a trn tensor")
+
+
+def float32_compute(op_name: str) -> Callable:
+    """A trn kernel for ``op_name`` that, for Half/BFloat16 inputs, runs the
+    CPU float32 kernel and rounds the floating outputs once to the input's
+    dtype (CUDA's ``acc_type`` computation); other dtypes run as on CPU."""
+    packet, _, overload = op_name.partition(".")
+    op = getattr(getattr(torch.ops.aten, packet), overload or "default")
+
+    def kernel(*args, **kwargs):
+        device = _device_of((args, kwargs))
+        low = next((t.dtype for t in _tensors((args, kwargs)) if t.dtype in _HALF_TYPES), None)
+        widen = (lambda t: t.float() if isinstance(t, torch.Tensor) and t.dtype == low else t)
+        with chip_model.uncharged():
+            cargs, ckwargs = tree_map(_cpu, (args, kwargs))
+            if low is not None:
+                cargs, ckwargs = tree_map(widen, (cargs, ckwargs))
+            result = op(*cargs, **ckwargs)
+            if low is not None:
+                result = tree_map(
+                    lambda t: t.to(low) if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t,
+                    result)
+        return _finish(op_name, device, (args, kwargs), result)
+
+    kernel.__name__ = f"{packet}_float32_compute"
+    return kernel
+
+
+def _wrap_to(value: int, dtype: torch.dtype) -> int:
+    """``value`` converted to ``dtype`` as C++ converts an int64 (wrapping)."""
+    return int(torch.tensor(value, dtype=torch.int64).to(dtype))
+
+
+def _histc_int(x: torch.Tensor, bins: int, min, max) -> torch.Tensor:
+    """CUDA's histc of an integer CPU tensor (``_histc_cuda_template``)."""
+    if bins <= 0:
+        raise RuntimeError("bins must be > 0")
+    lo_acc, hi_acc = int(min), int(max)  # Scalar -> acc_type (int64): truncates
+    lo, hi = _wrap_to(lo_acc, x.dtype), _wrap_to(hi_acc, x.dtype)  # -> input_t
+    if lo_acc == hi_acc and x.numel() > 0:
+        lo, hi = int(x.min()), int(x.max())
+    if lo == hi:
+        lo, hi = _wrap_to(lo - 1, x.dtype), _wrap_to(hi + 1, x.dtype)
+    if not lo < hi:
+        raise RuntimeError("max must be larger than min")
+    v = x.reshape(-1).to(torch.int64)
+    v = v[(v >= lo) & (v <= hi)]
+    index = ((v - lo) * bins).div((hi - lo), rounding_mode="trunc")
+    index = index.clamp_(max=bins - 1)  # only x == max reaches bins: the last bin is closed
+    return torch.bincount(index, minlength=bins).to(x.dtype)
+
+
+def histc(self, bins=100, min=0, max=0):
+    """trn kernel of ``aten::histc``: CUDA's semantics for integer inputs."""
+    with chip_model.uncharged():
+        x = _cpu(self)
+        if x.dtype in _INT_TYPES:
+            result = _histc_int(x, bins, min, max)
+        else:
+            result = torch.ops.aten.histc.default(x, bins, min, max)
+    return _finish("histc", self.device, (self,), result)
+
+
+def histc_out(self, bins=100, min=0, max=0, *, out):
+    result = histc(self, bins, min, max)
+    if out.dtype != result.dtype:
+        raise RuntimeError(f"torch.histogram: input tensor and hist tensor should have the same dtype, "
+                           f"but got input {self.dtype} and hist {out.dtype}")
+    with chip_model.uncharged():
+        out.resize_(result.shape).copy_(result)
+    return out
+
+
+def trace(self):
+    """trn kernel of ``aten::trace``: ``bool`` as CUDA (``diagonal().sum()``)."""
+    with chip_model.uncharged():
+        x = _cpu(self)
+        if x.dtype == torch.bool:
+            if x.dim() != 2:
+                raise RuntimeError("trace: expected a matrix, but got tensor with dim " + str(x.dim()))
+            result = x.diagonal().sum()
+        else:
+            result = torch.ops.aten.trace.default(x)
+    return _finish("trace", self.device, (self,), result)
+
+
+def _nansum_cpu(x, dim, keepdim, dtype):
+    if x.is_complex():
+        x = torch.where(torch.isnan(x.real) | torch.isnan(x.imag), torch.zeros((), dtype=x.dtype), x)
+        return torch.ops.aten.sum.dim_IntList(x, dim, keepdim, dtype=dtype)
+    return torch.ops.aten.nansum.default(x, dim, keepdim, dtype=dtype)
+
+
+def nansum(self, dim=None, keepdim=False, *, dtype=None):
+    """trn kernel of ``aten::nansum``: complex as CUDA (NaN in either part -> 0)."""
+    with chip_model.uncharged():
+        result = _nansum_cpu(_cpu(self), dim, keepdim, dtype)
+    return _finish("nansum", self.device, (self,), result)
+
+
+def nansum_out(self, dim=None, keepdim=False, *, dtype=None, out):
+    result = nansum(self, dim, keepdim, dtype=dtype)
+    with chip_model.uncharged():
+        out.resize_(result.shape).copy_(result)
+    return out
+
+
+FLOAT32_COMPUTE_OPS = (
+    "avg_pool3d", "avg_pool3d_backward",
+    "multi_margin_loss", "multi_margin_loss_backward",
+    "multilabel_margin_loss_forward", "multilabel_margin_loss_backward",
+    "_upsample_bilinear2d_aa", "_upsample_bilinear2d_aa_backward",
+)
+
+# What trn accepts beyond the CPU kernel, as CUDA does: OpInfo name -> dtypes.
+FIXED: Dict[str, Tuple[torch.dtype, ...]] = {
+    "histc": _INT_TYPES,
+    "trace": (torch.bool,),
+    "nansum": (torch.complex64, torch.complex128),
+    "nanmean": (torch.complex64, torch.complex128),
+    "nn.functional.avg_pool3d": _HALF_TYPES,
+    "nn.functional.multi_margin_loss": _HALF_TYPES,
+    "nn.functional.multilabel_margin_loss": _HALF_TYPES,
+    "_upsample_bilinear2d_aa": _HALF_TYPES,
+}
+
+
+def kernels() -> Dict[str, Callable]:
+    table: Dict[str, Callable] = {name: float32_compute(name) for name in FLOAT32_COMPUTE_OPS}
+    table.update({"histc": histc, "histc.out": histc_out, "trace": trace,
+                  "nansum": nansum, "nansum.out": nansum_out})
+    return table
+
+
+_lib = None
+
+
+def register(device_key: str = "PrivateUse1") -> None:
+    """Registers the kernels for the trn dispatch key (once). Some of these
+    ops already route to the fallback from C++ (they have composite kernels
+    that would shadow it); the Python kernel replaces that route."""
+    global _lib
+    if _lib is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
+        _lib = _aten_kernels.register(kernels(), device_key)
