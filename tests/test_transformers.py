@@ -2,8 +2,9 @@
 ``generate()`` equal CPU's.
 
 Small models built from their configs (nothing downloaded): a dense Llama and
-Qwen3, and a Qwen3-MoE, whose experts take transformers' grouped-GEMM path on
-any non-CPU device (``torch.histc`` on int32 expert ids, ``_grouped_mm``).
+Qwen3, a Qwen3-MoE, whose experts take transformers' grouped-GEMM path on
+any non-CPU device (``torch.histc`` on int32 expert ids, ``_grouped_mm``),
+and a GPT-OSS (MoE, attention sinks, sliding-window layers).
 """
 from __future__ import annotations
 
@@ -39,7 +40,14 @@ def qwen3_moe():
     return transformers.Qwen3MoeForCausalLM(config)
 
 
-MODELS = {"llama": llama, "qwen3": qwen3, "qwen3_moe": qwen3_moe}
+def gpt_oss():
+    """MoE with attention sinks and alternating sliding-window layers."""
+    config = _small(transformers.GptOssConfig, num_local_experts=4, num_experts_per_tok=2, sliding_window=8,
+                    output_router_logits=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    return transformers.GptOssForCausalLM(config)
+
+
+MODELS = {"llama": llama, "qwen3": qwen3, "qwen3_moe": qwen3_moe, "gpt_oss": gpt_oss}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
