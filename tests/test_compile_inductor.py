@@ -258,6 +258,21 @@ def test_chrome_trace_has_compiled_kernels_on_their_engine_lanes(tmp_path):
     assert "aten::exp" in events[0]["args"]["fused_ops"]
 
 
+def test_profile_summary_lists_compiled_kernels_with_their_fused_ops():
+    fn = torch.compile(lambda x: (x.exp() * 2).sum(-1))
+    x = torch.randn(64, 64, device="trn")
+    fn(x)
+    _, prof = profiled(fn, x)
+    text = prof.summary()
+    assert "Compiled kernels by modelled time" in text
+    section = text.split("Compiled kernels by modelled time")[1].splitlines()
+    line = next(l for l in section if l.startswith("compiled::cpp_fused"))
+    assert "aten::exp" in line and "aten::mul" in line and "aten::sum" in line
+    with tp.profile(with_modules=False) as eager:
+        (x.exp() * 2).sum(-1)
+    assert "Compiled kernels" not in eager.summary()
+
+
 # ---------------------------------------------------------------- backends, breaks, report
 def test_trn3_and_neuron_are_listed_backends():
     backends = torch._dynamo.list_backends()

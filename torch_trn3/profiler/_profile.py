@@ -295,6 +295,24 @@ class profile:
             ["op", "module", "inputs", "engine", "calls", "time", "% step", "bound",
              "PE fill", "intercore"], rows, "lllllrrllr")
 
+    def compiled_kernel_table(self, top: int = 5) -> str:
+        """The torch.compile kernels that took the most modelled time ("" when
+        none ran), each with the ATen ops fused into it."""
+        totals: Dict[str, list] = {}
+        for r in self._records:
+            if r.fused_ops:
+                name = r.name.rpartition("#")[0] or r.name
+                entry = totals.setdefault(name, [0, 0.0, r])
+                entry[0] += 1
+                entry[1] += r.duration_s
+        if not totals:
+            return ""
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:top]
+        rows = [[name if len(name) <= 48 else name[:45] + "...", ENGINE_NAMES[r.engine], str(calls),
+                 fmt_time(self._per_step(t)), ", ".join(r.fused_ops)]
+                for name, (calls, t, r) in ranked]
+        return render_table(["kernel", "engine", "calls", "time", "fused ATen ops"], rows, "llrrl")
+
     def summary(self, top: int = 10) -> str:
         """A printable report: step time, MFU/HFU, arithmetic intensity, HBM,
         engine activity, top ops, collectives by op and message size (when
@@ -332,6 +350,11 @@ class profile:
         lines.append("")
         lines.append(f"Top ops by modelled time (per step)")
         lines.append(self.op_table(top=top))
+        compiled = self.compiled_kernel_table(top=min(top, 5))
+        if compiled:
+            lines.append("")
+            lines.append("Compiled kernels by modelled time (per step), with the ATen ops fused into each")
+            lines.append(compiled)
         inter = sum(g.intercore_s for g in self.key_averages())
         if inter:
             lines.append(f"  intercore: LNC={dev.lnc} inter-core barrier + traffic, "
