@@ -303,6 +303,8 @@ def test_explain_reports_kernels_and_graph_breaks():
     assert softmax and softmax[0].engine == "Vector" and softmax[0].working_set > 0
     text = str(report)
     assert "graph break 1" in text and "aten::_softmax" in text and "modelled" in text
+    again = torch_trn3.compiler.explain(torch.sin, torch.randn(4, device="trn"))  # still a function
+    assert again.graph_count == 1 and not again.graph_breaks
 
 
 # ---------------------------------------------------------------- bad input

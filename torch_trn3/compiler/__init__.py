@@ -8,8 +8,10 @@ from __future__ import annotations
 
 
 def explain(fn, *args, backend: str = "trn3", **kwargs):
-    """See :func:`torch_trn3.compiler.explain.explain`."""
-    from .explain import explain as _explain
+    """Compiles ``fn`` with ``backend``, runs it on ``args`` (trn tensors)
+    and returns a :class:`~.report.CompileReport` of its graphs, graph
+    breaks and kernels (``print()`` it). See :mod:`.report`."""
+    from .report import explain as _explain
 
     return _explain(fn, *args, backend=backend, **kwargs)
 

@@ -94,7 +94,8 @@ def _break_reason(reason) -> str:
 
 def explain(fn, *args, backend: str = "trn3", **kwargs) -> CompileReport:
     """Compiles ``fn`` with ``backend``, runs it on ``args``/``kwargs`` (trn
-    tensors) and reports its graphs, graph breaks and kernels."""
+    tensors) and reports its graphs, graph breaks and kernels. Like
+    ``torch._dynamo.explain``, which it uses, it resets dynamo's caches."""
     dynamo = torch._dynamo.explain(fn)(*args, **kwargs)
     compiled = torch.compile(fn, backend=backend)
     compiled(*args, **kwargs)  # compile (and warm up) outside the measured run
