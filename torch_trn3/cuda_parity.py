@@ -54,18 +54,39 @@ def _cpu(t):
 
 
 def _tensors(tree) -> list:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
     out = []
     tree_map(lambda t: out.append(t) if isinstance(t, torch.Tensor) else None, tree)
     return out
 
 
-def _finish(op_name: str, device: torch.device, args, result_cpu):
-    """Copies CPU results to ``device`` and charges ``op_name`` once."""
+_costs: Dict[tuple, tuple] = {}
+
+
+def _charge(op: str, inputs: list, outputs: list) -> None:
+    """:func:`chip_model.charge`, with the cost memoized on the shapes and
+    dtypes (as the C++ core memoizes the fallback's)."""
+    from . import machine
+
+    descs = (op, tuple(chip_model.describe(t) for t in inputs), tuple(chip_model.describe(t) for t in outputs))
+    cost = _costs.get(descs)
+    if cost is None:
+        c = chip_model.cost_of(machine.logical, op, list(descs[1]), list(descs[2]))
+        cost = _costs[descs] = (c.engine.value, c.time_s, c.flops, float(c.hbm_bytes))
+    _C._charge(op, outputs[0].device.index, *cost, inputs, outputs)
+
+
+def _finish(op_name: str, device: torch.device, inputs, result_cpu):
+    """Copies CPU results to ``device`` and charges ``aten::op_name`` once."""
     with chip_model.uncharged():
-        result = tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, result_cpu)
+        if isinstance(result_cpu, torch.Tensor):
+            result = result_cpu.to(device)
+        else:
+            result = tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, result_cpu)
     outs = _tensors(result)
     if outs:
-        chip_model.charge(f"aten::{op_name}", [t for t in _tensors(args) if _is_trn(t)], outs)
+        _charge(f"aten::{op_name}", [t for t in _tensors(inputs) if _is_trn(t)], outs)
     return result
 
 
@@ -104,7 +125,9 @@ def float32_compute(op_name: str) -> Callable:
 
 def _wrap_to(value: int, dtype: torch.dtype) -> int:
     """``value`` converted to ``dtype`` as C++ converts an int64 (wrapping)."""
-    return int(torch.tensor(value, dtype=torch.int64).to(dtype))
+    bits = torch.iinfo(dtype).bits
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if dtype.is_signed and value >= 1 << (bits - 1) else value
 
 
 def _histc_int(x: torch.Tensor, bins: int, min, max) -> torch.Tensor:
@@ -114,16 +137,17 @@ def _histc_int(x: torch.Tensor, bins: int, min, max) -> torch.Tensor:
     lo_acc, hi_acc = int(min), int(max)  # Scalar -> acc_type (int64): truncates
     lo, hi = _wrap_to(lo_acc, x.dtype), _wrap_to(hi_acc, x.dtype)  # -> input_t
     if lo_acc == hi_acc and x.numel() > 0:
-        lo, hi = int(x.min()), int(x.max())
+        lo, hi = (int(v) for v in torch.aminmax(x))
     if lo == hi:
         lo, hi = _wrap_to(lo - 1, x.dtype), _wrap_to(hi + 1, x.dtype)
     if not lo < hi:
         raise RuntimeError("max must be larger than min")
     v = x.reshape(-1).to(torch.int64)
-    v = v[(v >= lo) & (v <= hi)]
-    index = ((v - lo) * bins).div((hi - lo), rounding_mode="trunc")
-    index = index.clamp_(max=bins - 1)  # only x == max reaches bins: the last bin is closed
-    return torch.bincount(index, minlength=bins).to(x.dtype)
+    # bin = (x - min) * bins / (max - min) in int64; x == max lands in the last
+    # bin (closed); values outside [min, max] go to a spare bin, dropped.
+    index = ((v - lo) * bins).div_(hi - lo, rounding_mode="trunc").clamp_(max=bins - 1)
+    index.masked_fill_((v < lo) | (v > hi), bins)
+    return torch.bincount(index, minlength=bins + 1)[:bins].to(x.dtype)
 
 
 def histc(self, bins=100, min=0, max=0):
