@@ -197,6 +197,22 @@ def test_histc_out_and_float_input_unchanged():
     assert torch.equal(torch.histc(xf.to(DEV), bins=7).cpu(), torch.histc(xf, bins=7))
 
 
+def test_out_variants_take_the_cuda_dtypes_too():
+    x = torch.arange(8, dtype=F16).reshape(1, 1, 2, 2, 2) + 0.5
+    out = torch.empty(0, dtype=F16, device=DEV)
+    torch.ops.aten.avg_pool3d.out(x.to(DEV), [2, 2, 2], [2, 2, 2], [0, 0, 0], False, True, None, out=out)
+    assert out.shape == (1, 1, 1, 1, 1) and out.item() == 4.0
+    loss = torch.empty(0, dtype=BF16, device=DEV)
+    is_target = torch.empty(0, dtype=BF16, device=DEV)
+    scores = torch.tensor([[0.1, 0.2, 0.4, 0.8]], dtype=BF16)
+    target = torch.tensor([[3, 0, -1, 1]])
+    torch.ops.aten.multilabel_margin_loss_forward.output(scores.to(DEV), target.to(DEV), 1,
+                                                          output=loss, is_target=is_target)
+    want = F.multilabel_margin_loss(scores.float(), target).to(BF16)
+    assert loss.item() == want.item()
+    assert is_target.cpu().tolist() == [[1.0, 0.0, 0.0, 1.0]]
+
+
 def test_trace_bool_counts_the_true_diagonal():
     m = torch.tensor([[True, True, False], [False, False, True], [True, False, True]], device=DEV)
     t = torch.trace(m)

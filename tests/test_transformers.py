@@ -94,6 +94,33 @@ def test_greedy_generate_equals_cpu(built):
     assert torch.equal(trn.cpu(), cpu)
 
 
+def test_sampled_generate_with_the_same_seed_equals_cpu():
+    """trn's generator draws CPU's numbers: top-k sampling picks the same tokens."""
+    torch.manual_seed(0)
+    model = qwen3_moe().float().eval()
+    prompt = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(2))
+    kwargs = dict(max_new_tokens=6, do_sample=True, top_k=20, temperature=0.9, pad_token_id=0)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        cpu = model.generate(prompt, **kwargs)
+        torch.manual_seed(5)
+        trn = model.to("trn").generate(prompt.to("trn"), **kwargs)
+    assert torch.equal(trn.cpu(), cpu)
+
+
+def test_left_padded_batch_generate_equals_cpu():
+    torch.manual_seed(0)
+    model = llama().float().eval()
+    prompt = torch.randint(1, VOCAB, (2, 8), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(prompt)
+    prompt[1, :3], mask[1, :3] = 0, 0  # the second row is 3 tokens shorter, left-padded
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        cpu = model.generate(prompt, attention_mask=mask, **kwargs)
+        trn = model.to("trn").generate(prompt.to("trn"), attention_mask=mask.to("trn"), **kwargs)
+    assert torch.equal(trn.cpu(), cpu)
+
+
 def test_moe_experts_take_the_grouped_mm_path_on_trn():
     """transformers' grouped-GEMM path histc's int32 expert ids on non-CPU devices."""
     torch.manual_seed(0)

@@ -123,6 +123,27 @@ def float32_compute(op_name: str) -> Callable:
     return kernel
 
 
+def out_variant(functional: Callable, out_names: Tuple[str, ...]) -> Callable:
+    """The kernel of an ``out=`` overload: the functional kernel, then its
+    results resized into and copied to the ``out`` tensors."""
+
+    def kernel(*args, **kwargs):
+        outs = [kwargs.pop(name) for name in out_names]
+        result = functional(*args, **kwargs)
+        results = (result,) if isinstance(result, torch.Tensor) else tuple(result)
+        with chip_model.uncharged():
+            for out, value in zip(outs, results):
+                if out.dtype != value.dtype:
+                    raise RuntimeError(f"Expected out tensor to have dtype {value.dtype}, but got {out.dtype} instead")
+                if out.shape != value.shape:
+                    out.resize_(value.shape)
+                out.copy_(value)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    kernel.__name__ = f"{functional.__name__}_out"
+    return kernel
+
+
 def _wrap_to(value: int, dtype: torch.dtype) -> int:
     """``value`` converted to ``dtype`` as C++ converts an int64 (wrapping)."""
     bits = torch.iinfo(dtype).bits
@@ -161,16 +182,6 @@ def histc(self, bins=100, min=0, max=0):
     return _finish("histc", self.device, (self,), result)
 
 
-def histc_out(self, bins=100, min=0, max=0, *, out):
-    result = histc(self, bins, min, max)
-    if out.dtype != result.dtype:
-        raise RuntimeError(f"torch.histogram: input tensor and hist tensor should have the same dtype, "
-                           f"but got input {self.dtype} and hist {out.dtype}")
-    with chip_model.uncharged():
-        out.resize_(result.shape).copy_(result)
-    return out
-
-
 def trace(self):
     """trn kernel of ``aten::trace``: ``bool`` as CUDA (``diagonal().sum()``)."""
     with chip_model.uncharged():
@@ -198,13 +209,6 @@ def nansum(self, dim=None, keepdim=False, *, dtype=None):
     return _finish("nansum", self.device, (self,), result)
 
 
-def nansum_out(self, dim=None, keepdim=False, *, dtype=None, out):
-    result = nansum(self, dim, keepdim, dtype=dtype)
-    with chip_model.uncharged():
-        out.resize_(result.shape).copy_(result)
-    return out
-
-
 FLOAT32_COMPUTE_OPS = (
     "avg_pool3d", "avg_pool3d_backward",
     "multi_margin_loss", "multi_margin_loss_backward",
@@ -225,10 +229,22 @@ FIXED: Dict[str, Tuple[torch.dtype, ...]] = {
 }
 
 
+# The out= overloads of FLOAT32_COMPUTE_OPS: overload name -> the out arguments.
+_OUT_OVERLOADS = {
+    "avg_pool3d.out": ("out",), "avg_pool3d_backward.grad_input": ("grad_input",),
+    "multi_margin_loss.out": ("out",), "multi_margin_loss_backward.grad_input": ("grad_input",),
+    "multilabel_margin_loss_forward.output": ("output", "is_target"),
+    "multilabel_margin_loss_backward.grad_input": ("grad_input",),
+    "_upsample_bilinear2d_aa.out": ("out",), "_upsample_bilinear2d_aa_backward.grad_input": ("grad_input",),
+}
+
+
 def kernels() -> Dict[str, Callable]:
     table: Dict[str, Callable] = {name: float32_compute(name) for name in FLOAT32_COMPUTE_OPS}
-    table.update({"histc": histc, "histc.out": histc_out, "trace": trace,
-                  "nansum": nansum, "nansum.out": nansum_out})
+    for name, out_names in _OUT_OVERLOADS.items():
+        table[name] = out_variant(table[name.partition(".")[0]], out_names)
+    table.update({"histc": histc, "histc.out": out_variant(histc, ("out",)), "trace": trace,
+                  "nansum": nansum, "nansum.out": out_variant(nansum, ("out",))})
     return table
 
 
