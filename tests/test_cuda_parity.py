@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_map
 import torch_trn3  # noqa: F401
 from torch_trn3 import cuda_parity
 
-DEV = "trn"
+DEV = torch_trn3.DEVICE_NAME  # "trn", or "neuron" with TORCH_TRN3_DEVICE=neuron
 I8, U8, I16, I32, I64 = torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 C32, C64, C128, BOOL = torch.complex32, torch.complex64, torch.complex128, torch.bool
@@ -156,7 +156,7 @@ def test_histc_int32_expert_counts_as_transformers_uses_it():
     # transformers' MoE: torch.histc(expert_ids.int(), bins=E, min=0, max=E - 1) on non-CPU devices
     ids = torch.tensor([0, 0, 1, 3, 3, 3, 5], dtype=I32, device=DEV)
     counts = torch.histc(ids, bins=4, min=0, max=3)
-    assert counts.device.type == "trn" and counts.dtype == I32
+    assert counts.device.type == DEV and counts.dtype == I32
     assert counts.cpu().tolist() == [2, 1, 0, 3]  # 5 is out of range and dropped
 
 
@@ -250,8 +250,8 @@ def test_histc_integer_under_torch_compile():
 
 
 def test_fixed_ops_are_charged_to_the_chip_model():
-    before = torch.trn.Event(enable_timing=True)
-    after = torch.trn.Event(enable_timing=True)
+    before = getattr(torch, DEV).Event(enable_timing=True)
+    after = getattr(torch, DEV).Event(enable_timing=True)
     x = torch.randint(0, 8, (1 << 16,), dtype=I32, device=DEV)
     before.record()
     torch.histc(x, bins=8, min=0, max=7)

@@ -13,7 +13,11 @@ import copy
 import pytest
 import torch
 
+import torch_trn3
+
 transformers = pytest.importorskip("transformers", minversion="5")
+
+DEV = torch_trn3.DEVICE_NAME  # "trn", or "neuron" with TORCH_TRN3_DEVICE=neuron
 
 VOCAB = 96
 STEPS = 3
@@ -75,7 +79,7 @@ def _train(model, ids, device, dtype=torch.float32):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_training_losses_equal_cpu(built, dtype):
     name, model, ids = built
-    cpu, trn = _train(model, ids, "cpu", dtype), _train(model, ids, "trn", dtype)
+    cpu, trn = _train(model, ids, "cpu", dtype), _train(model, ids, DEV, dtype)
     assert cpu[-1] < cpu[0]  # it trains
     # trn runs the CPU kernels (the MoE's _grouped_mm too): bit-equal.
     assert trn == cpu, name
@@ -88,8 +92,8 @@ def test_greedy_generate_equals_cpu(built):
     model = copy.deepcopy(model).eval()
     with torch.no_grad():
         cpu = model.generate(prompt, **kwargs)
-        trn = model.to("trn").generate(prompt.to("trn"), **kwargs)
-    assert trn.device.type == "trn"
+        trn = model.to(DEV).generate(prompt.to(DEV), **kwargs)
+    assert trn.device.type == DEV
     assert cpu.shape == (2, 14)
     assert torch.equal(trn.cpu(), cpu)
 
@@ -104,7 +108,7 @@ def test_sampled_generate_with_the_same_seed_equals_cpu():
         torch.manual_seed(5)
         cpu = model.generate(prompt, **kwargs)
         torch.manual_seed(5)
-        trn = model.to("trn").generate(prompt.to("trn"), **kwargs)
+        trn = model.to(DEV).generate(prompt.to(DEV), **kwargs)
     assert torch.equal(trn.cpu(), cpu)
 
 
@@ -117,14 +121,14 @@ def test_left_padded_batch_generate_equals_cpu():
     kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
     with torch.no_grad():
         cpu = model.generate(prompt, attention_mask=mask, **kwargs)
-        trn = model.to("trn").generate(prompt.to("trn"), attention_mask=mask.to("trn"), **kwargs)
+        trn = model.to(DEV).generate(prompt.to(DEV), attention_mask=mask.to(DEV), **kwargs)
     assert torch.equal(trn.cpu(), cpu)
 
 
 def test_moe_experts_take_the_grouped_mm_path_on_trn():
     """transformers' grouped-GEMM path histc's int32 expert ids on non-CPU devices."""
     torch.manual_seed(0)
-    model = qwen3_moe().float().to("trn")
+    model = qwen3_moe().float().to(DEV)
     experts = model.model.layers[0].mlp.experts
     calls = []
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -134,7 +138,7 @@ def test_moe_experts_take_the_grouped_mm_path_on_trn():
             calls.append((str(func), [a.dtype for a in args if isinstance(a, torch.Tensor)]))
             return func(*args, **(kwargs or {}))
 
-    ids = torch.randint(0, VOCAB, (1, 8)).to("trn")
+    ids = torch.randint(0, VOCAB, (1, 8)).to(DEV)
     with Seen(), torch.no_grad():
         model(input_ids=ids)
     assert experts is not None
