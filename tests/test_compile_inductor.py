@@ -11,7 +11,7 @@ import torch_trn3
 import torch_trn3.profiler as tp
 from torch_trn3 import _C
 
-from trn_testing import requires_devices, tiny_decoder
+from trn_testing import requires_devices, run_python, tiny_decoder
 
 FP32 = dict(rtol=1e-5, atol=1e-5)
 
@@ -279,6 +279,20 @@ def test_trn3_and_neuron_are_listed_backends():
     assert "trn3" in backends and "neuron" in backends
     x = torch.randn(8, device="trn")
     torch.testing.assert_close(torch.compile(torch.tanh, backend="neuron")(x), torch.tanh(x))
+
+
+def test_compile_works_under_the_neuron_device_name():
+    result = run_python("""
+        import sys, torch
+        x = torch.randn(8, 8, device="neuron")
+        fn = lambda t: (t.sin() * 2).sum(-1)
+        for backend in ("inductor", "neuron", "trn3"):
+            out = torch.compile(fn, backend=backend)(x)
+            assert out.device == torch.device("neuron", 0), out.device
+            torch.testing.assert_close(out.cpu(), fn(x.cpu()), rtol=1e-5, atol=1e-5)
+        print("ok")
+    """, timeout=300, TORCH_TRN3_DEVICE="neuron")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
 def data_dependent(x):
