@@ -24,6 +24,11 @@ COLLECTIVES = [
     "reduce_scatter_list",
     "reduce_scatter_tensor_sum",
     "reduce_scatter_tensor_avg",
+    "all_reduce_premul_sum",
+    "all_reduce_premul_sum_tensor_factor",
+    "reduce_scatter_tensor_premul_sum",
+    "reduce_scatter_list_premul_sum",
+    "reduce_premul_sum",
     "all_to_all_single_even",
     "all_to_all_single_uneven",
     "all_to_all_list_uneven",
@@ -59,11 +64,10 @@ BAD_INPUT = [
     "error_split_sizes_wrong_count",
     "error_tensor_on_wrong_device",
     "error_all_gather_into_tensor_bad_size",
-    "error_premul_sum",
     "group_usable_after_errors",
 ]
 
-COST = ["cost_charged_to_collective_engine", "cost_event_timing"]
+COST = ["cost_charged_to_collective_engine", "cost_premul_sum_is_one_all_reduce", "cost_event_timing"]
 
 INIT = [
     "init_device_id_default_backend",

@@ -165,6 +165,38 @@ def _collective_checks(n, r):
             dist.reduce_scatter_tensor(out, inp, op=op)
             close(out, torch.arange(2 * r, 2 * r + 2).float() * total / div)
 
+    # PREMUL_SUM (NCCL's; FSDP2 uses it for gradient divide factors): every
+    # rank's input times the factor, then summed.
+    with check("all_reduce_premul_sum"):
+        x = (base * (r + 1)).to(DEV)
+        dist.all_reduce(x, op=dist._make_nccl_premul_sum(0.5))
+        close(x, base * total * 0.5)
+
+    with check("all_reduce_premul_sum_tensor_factor"):
+        x = (base * (r + 1)).to(DEV)
+        dist.all_reduce(x, op=dist._make_nccl_premul_sum(torch.tensor([0.25], device=DEV)))
+        close(x, base * total * 0.25)
+
+    with check("reduce_scatter_tensor_premul_sum"):
+        inp = torch.arange(n * 2, dtype=torch.float32, device=DEV) * (r + 1)
+        kept = inp.cpu()
+        out = torch.empty(2, device=DEV)
+        dist.reduce_scatter_tensor(out, inp, op=dist._make_nccl_premul_sum(1.0 / n))
+        close(out, torch.arange(2 * r, 2 * r + 2).float() * total / n)
+        close(inp, kept)  # the input is not scaled in place
+
+    with check("reduce_scatter_list_premul_sum"):
+        inputs = [torch.full((2,), float((r + 1) * (i + 1)), device=DEV) for i in range(n)]
+        out = torch.empty(2, device=DEV)
+        dist.reduce_scatter(out, inputs, op=dist._make_nccl_premul_sum(2.0))
+        close(out, torch.full((2,), float(total * (r + 1) * 2)))
+        close(inputs[0], torch.full((2,), float(r + 1)))
+
+    with check("reduce_premul_sum"):
+        x = (base * (r + 1)).to(DEV)
+        dist.reduce(x, dst=0, op=dist._make_nccl_premul_sum(3.0))
+        close(x, base * total * 3.0 if r == 0 else base * (r + 1))
+
     with check("all_to_all_single_even"):
         inp = torch.arange(n * 2, dtype=torch.float32, device=DEV) + 100 * r
         out = torch.empty(n * 2, device=DEV)
@@ -400,11 +432,6 @@ def _bad_input_checks(n, r):
                                                          torch.zeros(3, device=DEV)),
                      "all_gather_into_tensor")
 
-    with check("error_premul_sum"):
-        # gloo has no PREMUL_SUM either; the message says what to do
-        x = torch.ones(2, device=DEV)
-        expect_error(lambda: dist.all_reduce(x, op=dist._make_nccl_premul_sum(2.0)), "PREMUL_SUM")
-
     with check("group_usable_after_errors"):
         x = torch.ones(2, device=DEV)
         dist.all_reduce(x)
@@ -429,6 +456,16 @@ def _cost_checks(n, r):
         assert abs(stats["all_reduce"].seconds - want.time_s) < 1e-15
         # LNC=2: 4 ranks per chip, so up to 4 ranks talk over the on-package path
         assert any("on-package" in note for note in want.notes), want.notes
+
+    with check("cost_premul_sum_is_one_all_reduce"):
+        x = torch.ones(1 << 20, device=DEV)
+        before = _C._engine_busy(LOCAL_RANK)[5]
+        collective_stats(reset=True)
+        dist.all_reduce(x, op=dist._make_nccl_premul_sum(0.5))
+        want = cost.price("all_reduce", 4 << 20, tuple(range(n)))
+        stats = collective_stats()
+        assert set(stats) == {"all_reduce"} and stats["all_reduce"].calls == 1, stats
+        assert abs((_C._engine_busy(LOCAL_RANK)[5] - before) - want.time_s) < 1e-9 * max(1, want.time_s) + 1e-12
 
     with check("cost_event_timing"):
         start = torch.trn.Event(enable_timing=True)

@@ -23,6 +23,9 @@ def register(device_name: str = "trn") -> None:
     all-to-all-v ops. Idempotent."""
     _backend.register(device_name)
     _symm_mem.register(device_name)
+    from .. import compat
+
+    compat.install()  # torch.distributed.set_timeout where torch lacks it (torchtitan calls it)
 
 
 __all__ = ["BACKEND_NAME", "register", "collective_stats", "reset_collective_stats",

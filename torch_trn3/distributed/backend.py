@@ -18,8 +18,17 @@ same operators. So:
    ``trn`` backend, and charges the collective's modelled Trainium time
    (:mod:`.cost`) to the device's COLLECTIVE engine lane, which overlaps
    compute.
-3. Reductions gloo lacks (``AVG``) are a SUM followed by an in-place divide
-   of the received data when the work completes.
+3. Reductions gloo lacks are built on its SUM: ``AVG`` is a SUM followed by
+   an in-place divide of the received data when the work completes;
+   ``PREMUL_SUM`` (NCCL's: each rank's input times a factor, then summed;
+   FSDP2 uses it for gradient divide factors) scales the input first (in
+   place where the input is the output, else a scaled host copy). Either is
+   charged as the one collective it is on the device. The factor lives in
+   the C++ ``ReduceOp`` but the TorchScript object the kernels receive
+   exposes only ``op()``, so the reducing ``ProcessGroup`` methods that
+   ``torch.distributed`` calls (``allreduce``, ``reduce``,
+   ``reduce_scatter``, ``_reduce_scatter_base``, ...) are wrapped to hand the
+   kernel the factor of a ``PREMUL_SUM`` (:func:`_pass_premul_factor`).
 
 Each rank binds to ``trn:LOCAL_RANK`` when the backend is created.
 """
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -156,19 +166,90 @@ def _nbytes(ts: Sequence[torch.Tensor]) -> int:
 
 
 def _redop(op_obj) -> "_RedOp":
-    value = _REDOP_BY_VALUE[int(op_obj.op())]
-    if value == _RedOp.PREMUL_SUM:
-        raise ValueError(f"{BACKEND_NAME}: ReduceOp.PREMUL_SUM is not supported (as with gloo); "
-                         "scale the input and use ReduceOp.SUM")
-    return value
+    return _REDOP_BY_VALUE[int(op_obj.op())]
+
+
+_premul = threading.local()  # .factor: PREMUL_SUM factor of the collective being dispatched
+
+
+def _op_factor(arg):
+    """The factor of a Python ``ReduceOp`` (or of an options object's
+    ``reduceOp``) if it is a PREMUL_SUM, else None."""
+    op = getattr(arg, "reduceOp", arg)
+    if isinstance(op, C10D.ReduceOp) and op.op == _RedOp.PREMUL_SUM:
+        return op.factor
+    return None
+
+
+def _pass_premul_factor(method):
+    """Wraps a reducing ``ProcessGroup`` method so a PREMUL_SUM's factor
+    reaches the trn kernel it dispatches to (in this thread)."""
+
+    def wrapper(self, *args, **kwargs):
+        factor = None
+        for arg in (*args, *kwargs.values()):
+            factor = _op_factor(arg)
+            if factor is not None:
+                break
+        if factor is None:
+            return method(self, *args, **kwargs)
+        outer = getattr(_premul, "factor", None)
+        _premul.factor = factor
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _premul.factor = outer
+
+    wrapper.__wrapped__ = method
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+_REDUCING_METHODS = ("allreduce", "allreduce_coalesced", "reduce", "reduce_scatter",
+                     "reduce_scatter_single", "reduce_scatter_single_coalesced",
+                     "_reduce_scatter_base", "reduce_scatter_tensor_coalesced")
+
+
+def _premul_factor(op_obj):
+    """The factor of a ``PREMUL_SUM`` op (a number, or a one-element tensor
+    as NCCL accepts, read back as a number); None for any other op."""
+    if _redop(op_obj) != _RedOp.PREMUL_SUM:
+        return None
+    factor = getattr(_premul, "factor", None)
+    if factor is None:
+        raise ValueError(
+            f"{BACKEND_NAME}: ReduceOp.PREMUL_SUM reached the c10d operator without its factor; "
+            "call it through torch.distributed (all_reduce, reduce, reduce_scatter[_tensor]) or "
+            "a ProcessGroup method, not torch.ops.c10d directly")
+    if isinstance(factor, torch.Tensor):
+        if factor.numel() != 1:
+            raise ValueError(f"{BACKEND_NAME}: PREMUL_SUM factor must have one element, "
+                             f"got shape {tuple(factor.shape)}")
+        factor = (_view(factor) if factor.device.type == _device_name else factor).item()
+    return factor
+
+
+def _premul(views: Sequence[torch.Tensor], op_obj, in_place: bool) -> List[torch.Tensor]:
+    """PREMUL_SUM's scaling of the input (CPU views, so not charged apart
+    from the collective): in place when the input is also the output."""
+    factor = _premul_factor(op_obj)
+    if factor is None:
+        return list(views)
+    if in_place:
+        for v in views:
+            v.mul_(factor)
+        return list(views)
+    return [v.mul(factor).to(v.dtype) for v in views]
 
 
 def _reduce_opts(cls, op_obj, async_op: bool, timeout: int):
-    """Options with SUM in place of AVG; returns (opts, is_avg)."""
+    """Options with SUM in place of AVG and PREMUL_SUM (the caller scales
+    PREMUL_SUM's input with :func:`_premul`); returns (opts, is_avg)."""
     op = _redop(op_obj)
     opts = cls()
     avg = op == _RedOp.AVG
-    opts.reduceOp = C10D.ReduceOp(_RedOp.SUM if avg else op)
+    opts.reduceOp = C10D.ReduceOp(_RedOp.SUM if op in (_RedOp.AVG, _RedOp.PREMUL_SUM) else op)
     _common(opts, async_op, timeout)
     return opts, avg
 
@@ -249,7 +330,7 @@ def _allreduce_(tensors, pg, reduce_op, sparse_indices=None, async_op=True, time
     if sparse_indices is not None:
         raise ValueError(f"{BACKEND_NAME}: sparse all_reduce is not supported")
     opts, avg = _reduce_opts(C10D.AllreduceOptions, reduce_op, async_op, timeout)
-    views = _views(tensors)
+    views = _premul(_views(tensors), reduce_op, in_place=True)
     work = call.backend.allreduce(views, opts)
     if avg:
         work = _after(work, lambda: _divide(views, call.size))
@@ -260,7 +341,7 @@ def _allreduce_(tensors, pg, reduce_op, sparse_indices=None, async_op=True, time
 def _allreduce_coalesced_(tensors, pg, reduce_op, async_op=True, timeout=-1):
     call = _Call(pg, tensors, "all_reduce_coalesced")
     opts, avg = _reduce_opts(C10D.AllreduceCoalescedOptions, reduce_op, async_op, timeout)
-    views = _views(tensors)
+    views = _premul(_views(tensors), reduce_op, in_place=True)
     work = call.backend.allreduce_coalesced(views, opts)
     if avg:
         work = _after(work, lambda: _divide(views, call.size))
@@ -281,7 +362,8 @@ def _reduce_(tensors, pg, reduce_op, root_rank, root_tensor, async_op=True, time
     call = _Call(pg, tensors, "reduce")
     opts, avg = _reduce_opts(C10D.ReduceOptions, reduce_op, async_op, timeout)
     opts.rootRank, opts.rootTensor = root_rank, root_tensor
-    views = _views(tensors)
+    # the root's tensor receives the result; other ranks' inputs stay as given
+    views = _premul(_views(tensors), reduce_op, in_place=call.pg.rank() == root_rank)
     work = call.backend.reduce(views, opts)
     if avg and call.pg.rank() == root_rank:
         work = _after(work, lambda: _divide(views[root_tensor:root_tensor + 1], call.size))
@@ -344,7 +426,8 @@ def _reduce_scatter_(output_tensors, input_tensors, pg, reduce_op, async_op=True
                              f"(the group size), got {len(ts)}")
     opts, avg = _reduce_opts(C10D.ReduceScatterOptions, reduce_op, async_op, timeout)
     out_views = _views(output_tensors)
-    work = call.backend.reduce_scatter(out_views, [_views(ts) for ts in input_tensors], opts)
+    work = call.backend.reduce_scatter(
+        out_views, [_premul(_views(ts), reduce_op, in_place=False) for ts in input_tensors], opts)
     if avg:
         work = _after(work, lambda: _divide(out_views, call.size))
     call.charge("reduce_scatter", _nbytes(_flat(input_tensors)), _flat(input_tensors),
@@ -360,7 +443,8 @@ def _reduce_scatter_base_(output_tensor, input_tensor, pg, reduce_op, async_op=T
             f"output numel {output_tensor.numel()} x group size {call.size}")
     opts, avg = _reduce_opts(C10D.ReduceScatterOptions, reduce_op, async_op, timeout)
     out_view = _view(output_tensor)
-    work = call.backend._reduce_scatter_base(out_view, _view(input_tensor), opts)
+    (in_view,) = _premul([_view(input_tensor)], reduce_op, in_place=False)
+    work = call.backend._reduce_scatter_base(out_view, in_view, opts)
     if avg:
         work = _after(work, lambda: _divide([out_view], call.size))
     call.charge("reduce_scatter", _nbytes([input_tensor]), [input_tensor], [output_tensor])
@@ -373,7 +457,8 @@ def _reduce_scatter_tensor_coalesced_(outputs, inputs, pg, reduce_op, async_op=T
     avg = False
     for out_view, inp in zip(out_views, inputs):
         opts, avg = _reduce_opts(C10D.ReduceScatterOptions, reduce_op, async_op, timeout)
-        works.append(call.backend._reduce_scatter_base(out_view, _view(inp), opts))
+        (in_view,) = _premul([_view(inp)], reduce_op, in_place=False)
+        works.append(call.backend._reduce_scatter_base(out_view, in_view, opts))
     work = _all_of(works)
     if avg:
         work = _after(work, lambda: _divide(out_views, call.size))
@@ -544,4 +629,10 @@ def register(device_name: str = "trn") -> None:
         warnings.simplefilter("ignore")
         for name, fn in _KERNELS.items():
             lib.impl(name, fn, "PrivateUse1")
+    for name in _REDUCING_METHODS:
+        method = getattr(dist.ProcessGroup, name, None)
+        if method is None:  # not in this torch version
+            continue
+        if not hasattr(method, "__wrapped__"):
+            setattr(dist.ProcessGroup, name, _pass_premul_factor(method))
     _lib = lib

@@ -1,0 +1,12 @@
+import pytest
+
+torchtitan = pytest.importorskip(
+    "torchtitan", reason="torchtitan is not installed (pip install -e '.[titan]' or '.[test]')")
+
+
+@pytest.fixture(scope="session")
+def titan_workdir(tmp_path_factory):
+    """A folder laid out as torchtitan's debug configs expect (tests/assets/...)."""
+    from _assets import build_assets
+
+    return build_assets(str(tmp_path_factory.mktemp("titan")))
