@@ -1,8 +1,5 @@
 import pytest
 
-torchtitan = pytest.importorskip(
-    "torchtitan", reason="torchtitan is not installed (pip install -e '.[titan]' or '.[test]')")
-
 
 @pytest.fixture(scope="session")
 def titan_workdir(tmp_path_factory):

@@ -8,7 +8,9 @@ reference is the same run with the backend off (:mod:`cpu_reference`).
 """
 import pytest
 
-import titan_run
+pytest.importorskip("torchtitan", reason="torchtitan is not installed (pip install -e '.[titan]' or '.[test]')")
+
+import titan_run  # noqa: E402
 
 STEPS = 4
 ARGS = [*titan_run.LLAMA3_DEBUG, "--training.steps", str(STEPS)]
