@@ -130,7 +130,9 @@ def get_device_properties(device: DeviceLike = None) -> _DeviceProperties:
     index = _device_index(device)
     spec = _config.logical
     return _DeviceProperties(
-        name=get_device_name(index),
+        # as AWS's torch.neuron: the chip type ("trn3"/"trn2"), which
+        # torchtitan's Trainium peak-FLOPs table looks up
+        name=_chip_key() if _NAME == "neuron" else get_device_name(index),
         index=index,
         total_memory=spec.hbm_bytes,
         lnc=spec.lnc,
@@ -143,8 +145,17 @@ def get_device_properties(device: DeviceLike = None) -> _DeviceProperties:
     )
 
 
+def _chip_key() -> str:
+    """``TRN3_CHIP``'s value for the modelled chip: "trn3" or "trn2"."""
+    from .hw.specs import CHIPS
+
+    return next(key for key, spec in CHIPS.items() if spec.name == _config.chip.name)
+
+
 def get_device_name(device: DeviceLike = None) -> str:
     _device_index(device)
+    if _NAME == "neuron":  # clients (torchtitan) recognise Trainium by "neuron" in the name
+        return f"neuron {_chip_key()} ({_config.chip.name} emulated, LNC={_config.lnc})"
     return f"{_config.chip.name} (emulated, LNC={_config.lnc})"
 
 

@@ -91,3 +91,15 @@ def test_fsdp2_equals_replicated_data_parallel(titan_workdir):
     assert "dp_replicate=2" in ddp.log, ddp.log[-3000:]
     for step in range(1, STEPS + 1):
         assert _rel(fsdp.losses[step], ddp.losses[step]) < 1e-5, (step, fsdp.losses, ddp.losses)
+
+
+def test_neuron_device_name_uses_torchtitans_trainium_peak(titan_workdir):
+    """``TORCH_TRN3_DEVICE=neuron``: torchtitan picks device "neuron", and its
+    own Trainium code path (``get_device_name`` contains "neuron",
+    ``get_device_properties().name`` is the chip) sets the peak FLOPs."""
+    trn = _started(titan_workdir, "trn_eager", ARGS)
+    run = _finished(_started(titan_workdir, "neuron_eager", ARGS, env={"TORCH_TRN3_DEVICE": "neuron"}))
+    assert "NEURON memory usage" in run.log, run.log[-3000:]
+    assert "Peak flops undefined" not in run.log and "Unknown neuron device" not in run.log
+    assert "Peak FLOPS used for computing MFU: 1.580e+14" in run.log  # 79 TFLOP/s x 2 cores (LNC=2)
+    assert run.loss_list() == _finished(trn).loss_list()
