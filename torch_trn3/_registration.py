@@ -89,5 +89,8 @@ def register(config: MachineConfig) -> None:
     from .compiler import _hooks
 
     _hooks.install()  # torch.compile support, set up when dynamo is imported
+    from . import titan_report
+
+    titan_report.install()  # TORCH_TRN3_TITAN_REPORT=1: modelled step time/MFU/HBM in torchtitan's log
     atexit.register(_stop_autograd_device_threads)
     _done = True

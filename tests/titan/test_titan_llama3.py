@@ -103,3 +103,20 @@ def test_neuron_device_name_uses_torchtitans_trainium_peak(titan_workdir):
     assert "Peak flops undefined" not in run.log and "Unknown neuron device" not in run.log
     assert "Peak FLOPS used for computing MFU: 1.580e+14" in run.log  # 79 TFLOP/s x 2 cores (LNC=2)
     assert run.loss_list() == _finished(trn).loss_list()
+
+
+def test_modelled_trainium_cost_is_one_switch_away(titan_workdir):
+    """``TORCH_TRN3_TITAN_REPORT=1`` adds, after each step torchtitan logs,
+    the chip model's step time, MFU against the device's bf16 peak and peak
+    HBM of the logical device; training itself is unchanged."""
+    import re
+
+    trn = _started(titan_workdir, "trn_eager", ARGS)
+    run = _finished(_started(titan_workdir, "trn_report", ARGS, env={"TORCH_TRN3_TITAN_REPORT": "1"}))
+    lines = re.findall(r"modelled Trainium3: step ([\d.]+) ms  MFU ([\d.]+)% \(bf16 peak ([\d.]+) "
+                       r"TFLOP/s\)  peak HBM ([\d.]+) GiB", run.log)
+    assert len(lines) == STEPS - 1, run.log[-3000:]  # step 1 holds set-up work
+    for ms, mfu, peak, hbm in lines:
+        assert float(ms) > 0 and 0 < float(mfu) < 100 and float(hbm) > 0
+        assert float(peak) == pytest.approx(157.29, rel=1e-3)  # LNC=2 logical device
+    assert run.loss_list() == _finished(trn).loss_list()
