@@ -133,3 +133,40 @@ def test_tensor_parallel_two_ranks_trains(titan_workdir):
     assert "tp=2" in run.log, run.log[-3000:]
     assert run.losses[STEPS] < run.losses[1], run.losses
     assert _rel(run.losses[1], 8.1354) < 1e-2  # ln(2048) = 7.62 plus init noise, as on 1 rank
+
+
+CHECKPOINT = [*titan_run.LLAMA3_DEBUG, "--training.steps", "6", "--checkpoint.enable",
+              "--checkpoint.interval", "3", "--checkpoint.keep_latest_k", "0"]
+
+
+def _uninterrupted(workdir):
+    return _started(workdir, "trn_ckpt_full", CHECKPOINT)
+
+
+def test_checkpoint_saved_with_dcp_at_step_3(titan_workdir):
+    import os
+
+    run = _uninterrupted(titan_workdir).wait()
+    assert run.returncode == 0, run.log[-6000:]
+    folder = os.path.join(titan_workdir, "runs", "trn_ckpt_full", "checkpoint")
+    assert sorted(os.listdir(folder)) == ["step-3", "step-6"]
+    assert os.path.exists(os.path.join(folder, "step-3", ".metadata"))  # a DCP checkpoint
+
+
+def test_resume_from_step_3_equals_uninterrupted_run(titan_workdir):
+    """A second run whose checkpoint folder holds only step 3 loads it
+    (model, optimizer, lr schedule, data loader) and trains steps 4-6 with
+    the uninterrupted run's losses, bit for bit."""
+    import os
+    import shutil
+
+    full = _uninterrupted(titan_workdir).wait()
+    assert full.returncode == 0, full.log[-6000:]
+    resumed_ckpt = os.path.join(titan_workdir, "runs", "trn_ckpt_resumed", "checkpoint")
+    shutil.copytree(os.path.join(titan_workdir, "runs", "trn_ckpt_full", "checkpoint", "step-3"),
+                    os.path.join(resumed_ckpt, "step-3"))
+    resumed = titan_run.run(titan_workdir, "trn_ckpt_resumed", CHECKPOINT)
+    assert resumed.returncode == 0, resumed.log[-6000:]
+    assert "Loading the checkpoint from" in resumed.log and "step-3" in resumed.log
+    assert sorted(resumed.losses) == [4, 5, 6], resumed.losses
+    assert resumed.losses == {s: full.losses[s] for s in (4, 5, 6)}
