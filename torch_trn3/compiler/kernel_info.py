@@ -116,13 +116,6 @@ def _is_view(op: str) -> bool:
     return op.partition("::")[2] in _VIEW_OPS
 
 
-def _product(values) -> sympy.Expr:
-    out = sympy.Integer(1)
-    for v in values:
-        out *= v
-    return out
-
-
 def graph_label() -> str:
     """"graph 3 (backward)" for the graph inductor is generating."""
     from torch._inductor.virtualized import V
@@ -192,6 +185,7 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     """Builds the :class:`KernelInfo` of kernel ``name`` from its scheduler
     ``nodes`` and its inductor ``args`` (a ``KernelArgs``)."""
     from torch._inductor.codegen.common import InplacedBuffer, RemovedArg
+    from torch._inductor.utils import sympy_product
     from torch._inductor.virtualized import V
 
     reads, writes = [], []
@@ -220,8 +214,8 @@ def describe_kernel(name: str, nodes, args, sbuf_tile_elems: int, partitions: in
     dtype = "fp32"
     for node in nodes:
         sizes, reduction_sizes = node.get_ranges()
-        numel = _product(sizes)
-        rnumel = _product(reduction_sizes)
+        numel = sympy_product(sizes)
+        rnumel = sympy_product(reduction_sizes)
         if node.is_reduction():
             if numel != 1:
                 row_reductions.append((numel, rnumel))
