@@ -299,6 +299,12 @@ class ChipSpec:
     scale_out_bytes_per_s: float
     #: How a flash-attention kernel uses the engines (software estimates).
     flash_attention: FlashAttentionSpec = FLASH_ATTENTION
+    #: Published BF16 Tensor Engine peak per NeuronCore, FLOP/s: ~79 TFLOPS
+    #: for NeuronCore-v3 and v4 [neuron: neuron-core-v3/v4 pages]. AWS and
+    #: torchtitan (``get_peak_flops``: 79e12 x LNC) quote MFU against it; the
+    #: model's time uses the array-derived rate (2 x 128 x 128 x 2.4 GHz =
+    #: 78.6 TFLOPS per core), so the profiler reports MFU against both.
+    published_bf16_flops_per_core: float = 79e12
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s of the whole chip in ``dtype``."""
