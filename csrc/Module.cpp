@@ -81,6 +81,8 @@ void set_python_cost_function(py::object fn) {
     charge.seconds = r[1].cast<double>();
     charge.flops = r[2].cast<double>();
     charge.bytes = r[3].cast<double>();
+    charge.memory_s = r[4].cast<double>();
+    charge.compute_s = r[5].cast<double>();
     return charge;
   });
 }
@@ -133,16 +135,23 @@ PYBIND11_MODULE(_C, m) {
     return event_elapsed_ms(reinterpret_cast<void*>(start), reinterpret_cast<void*>(end));
   });
   m.def("_set_cost_function", &set_python_cost_function,
-        "fn(op, inputs, outputs) -> (engine, seconds, flops, bytes); inputs/outputs are "
+        "fn(op, inputs, outputs) -> (engine, seconds, flops, bytes, memory_s, compute_s); inputs/outputs are "
         "lists of (sizes, dtype name)");
   m.def("_cpu_view", &cpu_view,
         "A CPU tensor over a trn tensor's memory (zero-copy; keeps it alive)");
   m.def("_charge", [](const std::string& op, int device, int engine, double seconds,
                       double flops, double bytes, std::vector<at::Tensor> inputs,
-                      std::vector<at::Tensor> outputs) {
-    OpCharge charge{engine, seconds, flops, bytes};
+                      std::vector<at::Tensor> outputs, double memory_s, double compute_s) {
+    OpCharge charge{engine, seconds, flops, bytes, memory_s, compute_s};
     charge_explicit(op, static_cast<c10::DeviceIndex>(device), charge, inputs, outputs);
-  }, "Schedules an op priced by the caller (e.g. a collective) on the device timeline");
+  }, "Schedules an op priced by the caller (e.g. a collective) on the device timeline. "
+     "memory_s: its HBM traffic time at the device's full bandwidth; compute_s: the work "
+     "that overlaps it (0, 0: the op does not touch HBM)",
+        py::arg("op"), py::arg("device"), py::arg("engine"), py::arg("seconds"),
+        py::arg("flops"), py::arg("bytes"), py::arg("inputs"), py::arg("outputs"),
+        py::arg("memory_s") = 0.0, py::arg("compute_s") = 0.0);
+  m.def("_hbm_stall", [](int d) { return hbm_stall_total(static_cast<c10::DeviceIndex>(d)); },
+        "Modelled seconds ops of device d were stretched waiting for shared HBM bandwidth");
   m.def("_stop_autograd_engine", [] {
     // The engine waits for its device threads, which need the GIL to exit.
     py::gil_scoped_release no_gil;
@@ -157,7 +166,8 @@ PYBIND11_MODULE(_C, m) {
     py::list out;
     for (const auto& r : drain_records()) {
       out.append(py::make_tuple(r.name, r.scope, r.device, r.stream, r.engine, r.start_s,
-                                r.end_s, r.flops, r.bytes, to_py(r.inputs), to_py(r.outputs)));
+                                r.end_s, r.flops, r.bytes, to_py(r.inputs), to_py(r.outputs),
+                                r.hbm_stall_s, r.folded_into));
     }
     return out;
   });

@@ -219,7 +219,8 @@ def _warn_once(op: str, error: Exception) -> None:
 
 def make_op_cost(dev: LogicalDeviceSpec):
     """The callback the C++ core memoizes: (op, inputs, outputs) -> (engine,
-    seconds, flops, bytes)."""
+    seconds, flops, bytes, memory_s, compute_s); the last two let the
+    timeline share HBM bandwidth between concurrent engines."""
 
     def op_cost(op: str, inputs: List[TensorDesc], outputs: List[TensorDesc]):
         try:
@@ -228,9 +229,18 @@ def make_op_cost(dev: LogicalDeviceSpec):
             _warn_once(op, error)
             descs = list(inputs) + list(outputs)
             cost = dma_cost(dev, max((_nbytes(d) for d in descs), default=0))
-        return cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes)
+        return timeline_charge(cost)
 
     return op_cost
+
+
+def timeline_charge(cost: OpCost) -> Tuple[int, float, float, float, float, float]:
+    """(engine, seconds, flops, hbm bytes, memory_s, compute_s) of ``cost``, the
+    fields ``_C._charge`` schedules: ``memory_s`` is its HBM traffic time at
+    the device's full bandwidth and ``compute_s`` the work that overlaps it,
+    so concurrent ops on other engines share HBM (see csrc/runtime/TrnClock.h)."""
+    return (cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes),
+            cost.memory_s, cost.compute_s)
 
 
 # ---------------------------------------------------------------- kernels written in Python
@@ -278,8 +288,9 @@ def charge(op: str, inputs: Sequence, outputs: Sequence, **cost_kwargs) -> OpCos
 
     cost = cost_of(machine.logical, op, [describe(t) for t in inputs], [describe(t) for t in outputs])
     device = outputs[0].device.index
-    _C._charge(op, device, cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes),
-               list(inputs), list(outputs))
+    engine, seconds, flops, nbytes, memory_s, compute_s = timeline_charge(cost)
+    _C._charge(op, device, engine, seconds, flops, nbytes, list(inputs), list(outputs),
+               memory_s, compute_s)
     return cost
 
 
@@ -305,13 +316,13 @@ def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, 
         return None  # not on trn, or inside another kernel's uncharged() body
     dev = machine.logical
     cost = matmul_cost(dev, m, n, k, batch=batch, dtype=dtype, sparsity=sparsity)
-    time_s, hbm = cost.time_s, float(cost.hbm_bytes)
+    time_s, hbm, memory_s = cost.time_s, float(cost.hbm_bytes), cost.memory_s
     if weight_bytes_per_element is not None:
         hbm -= batch * n * k * (dtype_bytes(dtype) - weight_bytes_per_element)
         memory_s = hbm / dev.hbm_bytes_per_s
         time_s = max(cost.compute_s, memory_s) + cost.overhead_s + cost.intercore_s
     _C._charge(op, outputs[0].device.index, Engine.TENSOR.value, time_s, cost.flops, hbm,
-               list(inputs), list(outputs))
+               list(inputs), list(outputs), memory_s, cost.compute_s)
     return cost
 
 
@@ -346,5 +357,6 @@ def charge_attention(op: str, query, key, value, outputs: Sequence, *, kept_frac
                        kept_fraction, backward, mask_bytes)
     reads = [query, key, value] if inputs is None else inputs
     _C._charge(op, outputs[0].device.index, cost.engine.value, cost.time_s, cost.flops,
-               float(cost.hbm_bytes), [t for t in reads if t is not None], list(outputs))
+               float(cost.hbm_bytes), [t for t in reads if t is not None], list(outputs),
+               cost.memory_s, cost.compute_s)
     return cost

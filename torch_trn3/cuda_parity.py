@@ -73,8 +73,10 @@ def _charge(op: str, inputs: list, outputs: list) -> None:
     cost = _costs.get(descs)
     if cost is None:
         c = chip_model.cost_of(machine.logical, op, list(descs[1]), list(descs[2]))
-        cost = _costs[descs] = (c.engine.value, c.time_s, c.flops, float(c.hbm_bytes))
-    _C._charge(op, outputs[0].device.index, *cost, inputs, outputs)
+        cost = _costs[descs] = chip_model.timeline_charge(c)
+    engine, seconds, flops, nbytes, memory_s, compute_s = cost
+    _C._charge(op, outputs[0].device.index, engine, seconds, flops, nbytes, inputs, outputs,
+               memory_s, compute_s)
 
 
 def _finish(op_name: str, device: torch.device, inputs, result_cpu):

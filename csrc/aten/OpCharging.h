@@ -7,6 +7,20 @@
 // loops repeat the same ops on the same shapes, so costs are memoized here
 // by (op, input/output shapes and dtypes): the Python model runs once per
 // distinct op signature and each later op costs a hash lookup.
+//
+// Background layout work ("zero-cost" transposes and tensor dereferencing):
+// a copy that only re-lays out its input (a transpose or permute made
+// contiguous: the input is non-overlapping and dense but not contiguous, the
+// output contiguous, same dtype and size) and a row gather (index_select /
+// index on dim 0 of a contiguous input) are not scheduled when charged.
+// They are held back and their output is ready when their input is. If only
+// Tensor Engine ops read the output, the work is folded into them (the DMA
+// that loads a matmul operand transposes it; the Tensor Engine indexes
+// activation rows itself) and costs nothing; the profiler shows it as a
+// zero-time op folded into the first matmul. The first other op that reads
+// or writes the output (or a collective) makes it run then, at its full cost.
+// Detection is one check of strides at charge time and one hash lookup per
+// input while any such op is held back.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -24,6 +38,10 @@ struct OpCharge {
   double seconds = 0.0;
   double flops = 0.0;
   double bytes = 0.0;
+  // HBM traffic time at the device's full bandwidth, and the work that
+  // overlaps it (see TrnClock.h, shared HBM).
+  double memory_s = 0.0;
+  double compute_s = 0.0;
 };
 
 struct TensorDesc {
@@ -61,6 +79,11 @@ struct OpRecord {
   double bytes;
   std::vector<TensorDesc> inputs;
   std::vector<TensorDesc> outputs;
+  // Seconds of end_s - start_s spent waiting for HBM bandwidth other
+  // engines held.
+  double hbm_stall_s = 0.0;
+  // Background layout work folded into this Tensor Engine op ("" otherwise).
+  std::string folded_into;
 };
 
 void set_recording(bool enabled);

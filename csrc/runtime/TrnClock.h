@@ -10,6 +10,20 @@
 // engine run one after another, and a stream's clock is the end of the last
 // op issued on it, which is what events record. Wall-clock time is never
 // reported as device time.
+//
+// Shared HBM: the engines of a device overlap in time but share its HBM
+// bandwidth. Each op says how long its HBM traffic takes alone at the
+// device's full bandwidth (`memory_s`) and how long the work that overlaps
+// that traffic takes (`compute_s`, the roofline's other side). While it runs
+// it uses the share memory_s / duration of the bandwidth. An op scheduled
+// while ops on other engines hold part of the bandwidth gets only what they
+// leave: its traffic takes the time M in which the leftover share, walked
+// forward from its start, moves `memory_s` worth of bytes, and the op is
+// stretched by max(0, M - max(compute_s, memory_s)) (its "HBM stall"). Ops
+// already scheduled keep their times: the later-scheduled op yields, as a
+// first-come, first-served memory controller would. Only the last
+// kHbmHistory ops per engine are remembered (ops on one engine never
+// overlap, so these are the ones a new op can meet).
 #pragma once
 
 #include <c10/core/Device.h>
@@ -21,13 +35,41 @@
 
 namespace torch_trn3 {
 
-constexpr int kNumEngines = 6;  // hw.cost.Engine: TENSOR VECTOR SCALAR GPSIMD DMA COLLECTIVE
+// Engine lanes, as hw.cost.Engine numbers them.
+enum EngineId : int {
+  kTensorEngine = 0,
+  kVectorEngine = 1,
+  kScalarEngine = 2,
+  kGpSimdEngine = 3,
+  kDmaEngine = 4,
+  kCollectiveEngine = 5,
+};
+constexpr int kNumEngines = 6;
 
-// Schedules an op; `inputs`/`outputs` identify device memory by data pointer.
-// Returns (start, end) in modelled seconds.
-std::pair<double, double> schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engine,
-                                      double duration_s, c10::ArrayRef<const void*> inputs,
-                                      c10::ArrayRef<const void*> outputs);
+// Ops per engine whose HBM use a new op is checked against.
+constexpr int kHbmHistory = 8;
+
+// Where an op landed on the timeline, in modelled seconds. `hbm_stall_s` is
+// the part of end - start spent waiting for HBM bandwidth other engines held.
+struct ScheduledOp {
+  double start_s;
+  double end_s;
+  double hbm_stall_s;
+};
+
+// Schedules an op of `duration_s` (alone on the device) whose HBM traffic
+// takes `memory_s` at full bandwidth and overlaps `compute_s` of other work;
+// `inputs`/`outputs` identify device memory by data pointer.
+ScheduledOp schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engine,
+                        double duration_s, double memory_s, double compute_s,
+                        c10::ArrayRef<const void*> inputs, c10::ArrayRef<const void*> outputs);
+// Makes `outputs` ready when `inputs` are, without running anything (work
+// folded into a later op, e.g. a transpose the Tensor Engine's load does).
+void forward_ready(c10::DeviceIndex device, c10::ArrayRef<const void*> inputs,
+                   c10::ArrayRef<const void*> outputs);
+// Called with the data pointer of each piece of device memory that is freed.
+using MemoryFreedHook = void (*)(const void* data);
+void add_memory_freed_hook(MemoryFreedHook hook);
 // The id of this thread's current stream on `device` (TrnGuard.cpp).
 c10::StreamId current_stream_id(c10::DeviceIndex device);
 // Forgets the ready time of freed memory.
@@ -39,8 +81,10 @@ double stream_now(c10::DeviceIndex device, c10::StreamId stream);
 void wait_until(c10::DeviceIndex device, c10::StreamId stream, double time);
 // The latest time over all streams of the device (device synchronize).
 double device_now(c10::DeviceIndex device);
-// Seconds each engine of the device has been busy.
+// Seconds each engine of the device has been busy (HBM stalls included).
 std::vector<double> engine_busy(c10::DeviceIndex device);
+// Seconds ops of the device were stretched waiting for shared HBM bandwidth.
+double hbm_stall_total(c10::DeviceIndex device);
 void reset_clocks();
 
 // Modelled milliseconds between two recorded events (TrnGuard.cpp); raises

@@ -42,10 +42,12 @@ def _charge(op_name: str, key: Tuple, price, reads: tuple, writes: tuple) -> Non
     charge = _charges.get(key)
     if charge is None:
         cost = price()
-        charge = _charges[key] = (cost.engine.value, cost.time_s, cost.flops, float(cost.hbm_bytes))
+        charge = _charges[key] = chip_model.timeline_charge(cost)
     tensors = writes or reads
     device = tensors[0].device.index if tensors else _C._current_device()
-    _C._charge(op_name, device, *charge, list(reads), list(writes))
+    engine, seconds, flops, nbytes, memory_s, compute_s = charge
+    _C._charge(op_name, device, engine, seconds, flops, nbytes, list(reads), list(writes),
+               memory_s, compute_s)
 
 
 def charge_kernel(op_name: str, reads: tuple, writes: tuple, sizes: tuple) -> None:

@@ -123,8 +123,13 @@ class _Call:
 
 
 def _charge(collective: str, device: int, seconds: float, nbytes: int, inputs, outputs) -> None:
+    """Schedules the collective on the device's COLLECTIVE lane. Its record
+    carries the message size ``nbytes``; for HBM sharing only this rank's
+    source read and destination write touch HBM (``cost.hbm_seconds``): the
+    collective cores move data between hops SBUF to SBUF."""
+    inputs, outputs = list(inputs), list(outputs)
     _C._charge(f"{BACKEND_NAME}::{collective}", device, COLLECTIVE_ENGINE, seconds, 0.0,
-               float(nbytes), list(inputs), list(outputs))
+               float(nbytes), inputs, outputs, cost.hbm_seconds(inputs, outputs), seconds)
     cost.record(collective, nbytes, seconds)
 
 

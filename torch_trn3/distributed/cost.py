@@ -122,6 +122,18 @@ def price_p2p(src: int, dst: int, nbytes: int) -> CollectiveCost:
     return _p2p(current_system(), src, dst, int(nbytes), lnc)
 
 
+def hbm_seconds(inputs: Sequence, outputs: Sequence) -> float:
+    """Seconds the HBM traffic of one collective takes at this device's full
+    HBM bandwidth: the collective cores read the local source buffers from
+    HBM once and write the local destination buffers once; everything in
+    between (ring / tree hops, partial sums, multi-hop forwarding) moves SBUF
+    to SBUF within the package and across the scale-up domain, without an
+    HBM round trip (TRN3_FACTS, collective cores). This is what a collective
+    takes from the HBM bandwidth the compute engines share."""
+    nbytes = sum(t.numel() * t.element_size() for t in list(inputs) + list(outputs))
+    return nbytes / _machine().logical.hbm_bytes_per_s
+
+
 # ----- what this process has been charged --------------------------------
 
 @dataclass

@@ -13,8 +13,9 @@ from ..hw.lnc import LogicalDeviceSpec
 from . import _advice, _plot, _trace
 from ._records import ENGINE_NAMES, OpRecord, from_raw
 from ._scopes import ScopeTracker
-from ._stats import (GROUP_BY, CollectiveStats, OpStats, Step, engine_busy, fmt_quantity,
-                     fmt_time, group_collectives, group_ops, render_table, truncate)
+from ._stats import (GROUP_BY, CollectiveStats, CommOverlap, OpStats, Step, comm_overlap,
+                     engine_busy, fmt_quantity, fmt_time, group_collectives, group_ops,
+                     render_table, truncate)
 
 _active: Optional["profile"] = None
 
@@ -214,6 +215,34 @@ class profile:
         return self._utilisation(self.model_flops)
 
     @property
+    def published_peak_flops(self) -> float:
+        """The published BF16 peak of one device: ~79 TFLOPS per NeuronCore x
+        LNC (``ChipSpec.published_bf16_flops_per_core``), the figure AWS and
+        torchtitan quote MFU against. :attr:`peak_flops` is the rate the
+        model's time comes from (the array: 78.6 TFLOPS per core in BF16)."""
+        return self.device_spec.chip.published_bf16_flops_per_core * self.device_spec.cores
+
+    @property
+    def mfu_published(self) -> float:
+        """:attr:`model_flops` against :attr:`published_peak_flops` (what
+        torchtitan's MFU would print for this run on Trainium)."""
+        denom = self.step_time_s * self.published_peak_flops * max(1, len(self.devices))
+        return self.model_flops / denom if denom > 0 else 0.0
+
+    @property
+    def hbm_stall_s(self) -> float:
+        """Modelled seconds per step (summed over devices) ops were stretched
+        waiting for HBM bandwidth that concurrent ops on other engines of
+        their device held (see csrc/runtime/TrnClock.h, shared HBM)."""
+        return self._per_step(sum(r.hbm_stall_s for r in self._records))
+
+    def communication(self) -> CommOverlap:
+        """Collective time per step and device: how much of it ran while a
+        compute or DMA engine was busy too (hidden) and how much alone
+        (exposed, adding to the step), from the modelled timeline."""
+        return comm_overlap(self._records, len(self._steps))
+
+    @property
     def hfu(self) -> float:
         """Hardware FLOPs utilisation: like :attr:`mfu` but counting every
         Tensor Engine FLOP executed, recompute included, so HFU >= MFU."""
@@ -290,10 +319,11 @@ class profile:
                 g.bound,
                 f"{g.utilisation:.0%}" if g.utilisation is not None else "",
                 fmt_time(g.intercore_s / n) if g.intercore_s else "0",
+                fmt_time(g.hbm_stall_s / n) if g.hbm_stall_s else "0",
             ])
         return render_table(
             ["op", "module", "inputs", "engine", "calls", "time", "% step", "bound",
-             "PE fill", "intercore"], rows, "lllllrrllr")
+             "PE fill", "intercore", "HBM stall"], rows, "lllllrrllrr")
 
     def compiled_kernel_table(self, top: int = 5) -> str:
         """The torch.compile kernels that took the most modelled time ("" when
@@ -334,13 +364,28 @@ class profile:
             [f"MFU ({dtype})", f"{self.mfu:.1%}",
              f"{fmt_quantity(self.model_flops, 'FLOP')} model FLOPs/step vs "
              f"{fmt_quantity(peak, 'FLOP/s')} peak per device"],
+            ["MFU (published bf16 peak)",
+             f"{self.mfu_published:.1%}",
+             f"vs {fmt_quantity(self.published_peak_flops, 'FLOP/s')} per device "
+             f"({fmt_quantity(dev.chip.published_bf16_flops_per_core, 'FLOP/s')} per core x "
+             f"LNC, as AWS and torchtitan; the line above uses the array rate)"],
             [f"HFU ({dtype})", f"{self.hfu:.1%}",
              f"{fmt_quantity(self.hardware_flops, 'FLOP')} executed incl. recompute"],
             ["arithmetic intensity", f"{self.arithmetic_intensity:.1f} FLOP/B",
              f"Tensor Engine FLOPs per HBM byte; ridge point {self.ridge_point:.0f}"],
             ["HBM traffic", fmt_quantity(self.hbm_bytes, "B") + "/step",
              f"{fmt_time(hbm_s)} at {fmt_quantity(dev.hbm_bytes_per_s, 'B/s')} per device"],
+            ["HBM contention", fmt_time(self.hbm_stall_s) + "/step",
+             f"ops stretched waiting for HBM bandwidth held by other engines "
+             f"({sum(1 for r in self._records if r.hbm_stall_s > 0)} of "
+             f"{len(self._records)} ops)"],
         ]
+        comm = self.communication()
+        if comm.comm_s > 0:
+            metric_rows.append(
+                ["communication", fmt_time(comm.comm_s) + "/step",
+                 f"{fmt_time(comm.hidden_s)} hidden behind compute ({comm.hidden_share:.0%}), "
+                 f"{fmt_time(comm.exposed_s)} exposed (per device)"])
         lines.append(render_table(["metric", "value", "note"], metric_rows, "lrl"))
         lines.append("")
         lines.append("Engine activity (% of step time busy)")

@@ -121,6 +121,13 @@ class OpRecord:
     outputs: Tuple[TensorDesc, ...]
     #: Index of the profiler step the op ran in (``profile.step()``).
     step: int = 0
+    #: Modelled seconds of the op's duration spent waiting for HBM bandwidth
+    #: that ops on other engines of the device held (shared HBM).
+    hbm_stall_s: float = 0.0
+    #: Background layout work (a transpose made contiguous, a row gather)
+    #: that cost nothing because the Tensor Engine op named here did it while
+    #: loading its operand ("" for every other op).
+    folded_into: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -171,7 +178,10 @@ class OpRecord:
 
     def cost(self, dev: LogicalDeviceSpec) -> Optional[OpCost]:
         """The chip model's breakdown of this op on ``dev`` (None if it cannot
-        be re-derived, e.g. a collective priced elsewhere)."""
+        be re-derived, e.g. a collective priced elsewhere, or it was folded
+        into a matmul and cost nothing)."""
+        if self.folded_into:
+            return None
         return _cost(dev, self.name, self.inputs, self.outputs)
 
 
@@ -188,10 +198,11 @@ def _descs(raw) -> Tuple[TensorDesc, ...]:
 
 def from_raw(raw: tuple, step: int) -> OpRecord:
     """An :class:`OpRecord` from one ``_C._drain_records()`` tuple."""
-    name, scope, device, stream, engine, start, end, flops, nbytes, inputs, outputs = raw
+    (name, scope, device, stream, engine, start, end, flops, nbytes, inputs, outputs,
+     stall, folded_into) = raw
     return OpRecord(str(name), str(scope), int(device), int(stream), Engine(int(engine)),
                     float(start), float(end), float(flops), float(nbytes),
-                    _descs(inputs), _descs(outputs), step)
+                    _descs(inputs), _descs(outputs), step, float(stall), str(folded_into))
 
 
 def shapes_text(descs: Tuple[TensorDesc, ...]) -> str:

@@ -46,6 +46,10 @@ class OpStats:
     memory_s: float = 0.0
     overhead_s: float = 0.0
     intercore_s: float = 0.0
+    #: Modelled seconds the calls waited for HBM bandwidth other engines held.
+    hbm_stall_s: float = 0.0
+    #: Calls that cost nothing, folded into a Tensor Engine op's operand load.
+    folded_calls: int = 0
     #: Tensor Engine array fill of the first call (None for other engines).
     utilisation: Optional[float] = None
     notes: Tuple[str, ...] = ()
@@ -100,6 +104,8 @@ def group_ops(records: Iterable[OpRecord], dev: LogicalDeviceSpec, group_by: str
         stats.flops += r.flops
         stats.model_flops += r.model_flops
         stats.hbm_bytes += r.hbm_bytes
+        stats.hbm_stall_s += r.hbm_stall_s
+        stats.folded_calls += bool(r.folded_into)
         if cost is not None:
             stats.compute_s += cost.compute_s
             stats.memory_s += cost.memory_s
@@ -109,6 +115,76 @@ def group_ops(records: Iterable[OpRecord], dev: LogicalDeviceSpec, group_by: str
     for key, stats in groups.items():
         stats.scopes = tuple(scopes[key])
     return sorted(groups.values(), key=lambda s: -s.time_s)
+
+
+@dataclass(frozen=True)
+class CommOverlap:
+    """How much of the collectives' modelled time compute hid, per step and
+    device (means over both)."""
+
+    #: Time at least one collective ran (union of the COLLECTIVE lane's ops).
+    comm_s: float
+    #: Of that, time at least one compute or DMA engine was busy as well.
+    hidden_s: float
+    #: Time some engine other than the collective cores was busy.
+    compute_s: float
+
+    @property
+    def exposed_s(self) -> float:
+        """Collective time no other engine overlapped: it adds to the step."""
+        return self.comm_s - self.hidden_s
+
+    @property
+    def hidden_share(self) -> float:
+        return self.hidden_s / self.comm_s if self.comm_s > 0 else 0.0
+
+
+def _union(intervals: List[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    """Disjoint, sorted intervals covering ``intervals``."""
+    out: List[Tuple[float, float]] = []
+    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _length(intervals: List[Tuple[float, float]]) -> float:
+    return sum(end - start for start, end in intervals)
+
+
+def _intersection(a: List[Tuple[float, float]], b: List[Tuple[float, float]]) -> float:
+    """Total length of the overlap of two disjoint sorted interval lists."""
+    i = j = 0
+    total = 0.0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if hi > lo:
+            total += hi - lo
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def comm_overlap(records: Iterable[OpRecord], steps: int) -> CommOverlap:
+    """Collective time hidden behind / exposed beyond other engines' work,
+    per device from the records' modelled intervals, as means per step and
+    device."""
+    by_device: Dict[int, Tuple[list, list]] = {}
+    for r in records:
+        comm, other = by_device.setdefault(r.device, ([], []))
+        (comm if r.engine is Engine.COLLECTIVE else other).append((r.start_s, r.end_s))
+    comm_s = hidden_s = compute_s = 0.0
+    for comm, other in by_device.values():
+        c, o = _union(comm), _union(other)
+        comm_s += _length(c)
+        compute_s += _length(o)
+        hidden_s += _intersection(c, o)
+    n = max(1, steps) * max(1, len(by_device))
+    return CommOverlap(comm_s / n, hidden_s / n, compute_s / n)
 
 
 def engine_busy(records: Iterable[OpRecord]) -> Dict[Engine, float]:
