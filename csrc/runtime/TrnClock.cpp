@@ -46,11 +46,22 @@ struct HbmHistory {
   }
 };
 
+// One lane of the timeline: ops on it run one after another.
+struct Lane {
+  double free = 0.0;
+  HbmHistory hbm;
+};
+
 struct DeviceClock {
   std::mutex mutex;
-  std::array<HbmHistory, kNumEngines> hbm{};
+  // Every engine but DMA is one lane per device.
+  std::array<Lane, kNumEngines> lanes{};
+  // The device has many DMA engines (queues): each stream's DMA ops run on
+  // a queue of their own, concurrently with other streams' (FSDP2's
+  // copy-in on its stream beside the compute stream's copy-out), sharing
+  // HBM bandwidth like any concurrent ops.
+  std::unordered_map<c10::StreamId, Lane> dma_queues;
   double hbm_stall = 0.0;
-  std::array<double, kNumEngines> engine_free{};
   std::array<double, kNumEngines> engine_busy{};
   std::unordered_map<c10::StreamId, double> stream_end;
   // Times streams were made to wait for (Stream.wait_event): no op of the
@@ -72,16 +83,19 @@ std::vector<MemoryFreedHook>& freed_hooks() {
 // Seconds from `start` until an op on `engine` has moved `memory_s` worth of
 // bytes (at full bandwidth) through the share of HBM the other engines'
 // recent ops leave free: walks the breakpoints of their combined share.
-double hbm_time_with_contention(const DeviceClock& c, int engine, double start, double memory_s) {
+double hbm_time_with_contention(const DeviceClock& c, const Lane& own, double start,
+                                double memory_s) {
   // (time, change of the others' combined share)
   c10::SmallVector<std::pair<double, double>, 16> steps;
-  for (int e = 0; e < kNumEngines; ++e) {
-    if (e == engine) continue;
-    c.hbm[e].each_ending_after(start, [&](const HbmUse& u) {
+  auto add = [&](const Lane& lane) {
+    if (&lane == &own) return;
+    lane.hbm.each_ending_after(start, [&](const HbmUse& u) {
       steps.emplace_back(std::max(u.start, start), u.share);
       steps.emplace_back(u.end, -u.share);
     });
-  }
+  };
+  for (const auto& lane : c.lanes) add(lane);
+  for (const auto& kv : c.dma_queues) add(kv.second);
   if (steps.empty()) return memory_s;
   std::sort(steps.begin(), steps.end());
   double t = start, used = 0.0, need = memory_s;
@@ -109,7 +123,8 @@ ScheduledOp schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engin
   auto& c = clocks()[device];
   std::lock_guard<std::mutex> lock(c.mutex);
   double& stream_end = c.stream_end[stream];
-  double start = c.engine_free[engine];
+  Lane& lane = engine == kDmaEngine ? c.dma_queues[stream] : c.lanes[engine];
+  double start = lane.free;
   for (const void* p : inputs) {
     auto it = c.ready.find(p);
     if (it != c.ready.end()) start = std::max(start, it->second);
@@ -120,14 +135,14 @@ ScheduledOp schedule_op(c10::DeviceIndex device, c10::StreamId stream, int engin
   if (memory_s > 0.0 && duration_s > 0.0) {
     // The op's own roofline already hides its traffic behind this much time.
     const double hidden = std::min(std::max(compute_s, memory_s), duration_s);
-    stall = std::max(0.0, hbm_time_with_contention(c, engine, start, memory_s) - hidden);
+    stall = std::max(0.0, hbm_time_with_contention(c, lane, start, memory_s) - hidden);
   }
   const double duration = duration_s + stall;
   const double end = start + duration;
   if (memory_s > 0.0 && duration > 0.0) {
-    c.hbm[engine].push({start, end, std::min(1.0, memory_s / duration)});
+    lane.hbm.push({start, end, std::min(1.0, memory_s / duration)});
   }
-  c.engine_free[engine] = end;
+  lane.free = end;
   c.engine_busy[engine] += duration;
   c.hbm_stall += stall;
   stream_end = std::max(stream_end, end);
@@ -201,9 +216,9 @@ double hbm_stall_total(c10::DeviceIndex device) {
 void reset_clocks() {
   for (auto& c : clocks()) {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.hbm = {};
+    c.lanes = {};
+    c.dma_queues.clear();
     c.hbm_stall = 0.0;
-    c.engine_free.fill(0.0);
     c.engine_busy.fill(0.0);
     c.stream_end.clear();
     c.stream_floor.clear();

@@ -7,7 +7,8 @@
 // and ends at start + duration; its outputs become ready at the end. So ops
 // on different engines overlap when their data allows it (softmax on the
 // Vector Engine beside the next matmul on the Tensor Engine), ops on one
-// engine run one after another, and a stream's clock is the end of the last
+// engine run one after another (DMA: one queue per stream, as the device has
+// many DMA engines, so copies of different streams overlap), and a stream's clock is the end of the last
 // op issued on it, which is what events record. Wall-clock time is never
 // reported as device time.
 //
