@@ -562,10 +562,12 @@ SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()
 def main():
     global _out_dir
     scenario, _out_dir = sys.argv[1], sys.argv[2]
-    if scenario not in SCENARIOS:  # the training scenarios live in training.py
+    if scenario not in SCENARIOS:  # training / overlap scenarios live in their modules
+        import overlap
         import training
-        SCENARIOS.update({k[len("scenario_"):]: v for k, v in vars(training).items()
-                          if k.startswith("scenario_")})
+        for module in (training, overlap):
+            SCENARIOS.update({k[len("scenario_"):]: v for k, v in vars(module).items()
+                              if k.startswith("scenario_")})
     _save()
     SCENARIOS[scenario]()
     _save()
