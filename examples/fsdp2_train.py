@@ -8,7 +8,10 @@ backend (the default for ``trn``). Every block and the root are
 reduce_dtype=fp32)`` and reshard after forward. Rank 0 prints a progress
 bar, the loss, and the *modelled* Trainium3 step time (simulated device
 clock, collectives on their own lane overlapping compute), then the
-modelled collective time per collective type.
+modelled collective time per collective type and how much of it the
+engines' compute hid (FSDP2 prefetches the next block's all-gather on the
+collective cores while the Tensor Engine works). ``--summary`` prints the
+profiler's full summary for rank 0.
 Choose the system collectives are priced on with ``TRN3_SYSTEM``
 (trn3-nl72x2 default, trn3-nl32x2, trn2-nl16, trn2-nl64).
 """
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8, help="sequences per rank")
     parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--summary", action="store_true", help="print the profiler summary (rank 0)")
     args = parser.parse_args()
 
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -87,6 +91,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     n_params = sum(p.numel() for p in model.parameters())  # sharded DTensors: global numel
 
+    import torch_trn3.profiler as tp
     from torch_trn3.distributed import collective_stats, current_system
     collective_stats(reset=True)
     if rank == 0:
@@ -98,7 +103,10 @@ def main() -> None:
     start, end = torch.trn.Event(enable_timing=True), torch.trn.Event(enable_timing=True)
     step_ms = []
     t0 = time.time()
+    prof = tp.profile(with_modules=False)   # modelled timeline of the steady-state steps
     for step in range(1, args.steps + 1):
+        if step == min(2, args.steps):
+            prof.start()
         first = torch.randint(0, 256, (args.batch, 1), generator=gen)
         idx = ((first + torch.arange(args.seq + 1)) % 256).to(device)
         start.record()
@@ -112,6 +120,9 @@ def main() -> None:
         if rank == 0:
             sys.stdout.write(progress(step, args.steps, loss.item(), step_ms[-1]))
             sys.stdout.flush()
+        if step < args.steps and step >= 2:
+            prof.step()
+    prof.stop()
     if rank == 0:
         print()
         tail = step_ms[1:] or step_ms
@@ -120,6 +131,12 @@ def main() -> None:
         for name, s in sorted(collective_stats().items()):
             print(f"  {name:15s} {s.calls:5d} calls  {s.bytes / 2**20:9.2f} MiB  "
                   f"modelled {s.seconds * 1e3:8.3f} ms")
+        comm = prof.communication()
+        print(f"communication {comm.comm_s * 1e3:.3f} ms/step: {comm.hidden_s * 1e3:.3f} ms hidden behind "
+              f"compute ({comm.hidden_share:.0%}), {comm.exposed_s * 1e3:.3f} ms exposed; "
+              f"compute {comm.compute_s * 1e3:.3f} ms/step")
+        if args.summary:
+            print(prof.summary())
     dist.destroy_process_group()
 
 
