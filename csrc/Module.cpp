@@ -1,20 +1,18 @@
 // torch_trn3._C: the Python entry points of the C++ core.
 #include "aten/CpuAlias.h"
+#include "aten/Fallback.h"
 #include "aten/OpCharging.h"
 #include "runtime/TrnAllocator.h"
 #include "runtime/TrnClock.h"
 #include "runtime/TrnDevices.h"
 #include "runtime/TrnGenerator.h"
+#include "runtime/TrnGuard.h"
+#include "runtime/TrnHooks.h"
 
 #include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/Generator.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/extension.h>
-
-namespace torch_trn3 {
-void register_hooks();
-void route_shadowed_ops_to_cpu_kernels();
-}
 
 namespace {
 

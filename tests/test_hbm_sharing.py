@@ -100,6 +100,8 @@ def test_copies_on_two_streams_overlap_and_split_the_bandwidth():
             x.clone()
 
     prof = _profiled(run, s1, s2)
+    torch.trn.current_stream().wait_stream(s1)   # later work (other tests) after both
+    torch.trn.current_stream().wait_stream(s2)
     first, second = [r for r in prof.records if r.base == "_copy_from"]
     # Each stream has its own DMA queue: both start when x is ready ...
     assert first.start_s == pytest.approx(second.start_s)

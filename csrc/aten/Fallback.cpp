@@ -9,6 +9,7 @@
 //  * feeds random ops the device's generator (TrnGenerator.h),
 //  * writes back mutated arguments and adopts outputs (no copies).
 #include "CpuAlias.h"
+#include "Fallback.h"
 #include "OpCharging.h"
 
 #include "../runtime/TrnAllocator.h"

@@ -1,6 +1,7 @@
 #include "OpCharging.h"
 
 #include "../runtime/TrnClock.h"
+#include "../runtime/TrnGuard.h"
 
 #include <c10/util/SmallVector.h>
 
@@ -53,8 +54,10 @@ struct Pending {
   std::vector<TensorDesc> input_descs, output_descs;
   bool recorded = false;  // shown in the profiler as folded already
 };
-std::mutex g_pending_mutex;
-std::unordered_map<const void*, Pending> g_pending;
+// Never destroyed (memory is still freed, and this consulted, while static
+// objects are torn down at exit).
+std::mutex& g_pending_mutex = *new std::mutex();
+std::unordered_map<const void*, Pending>& g_pending = *new std::unordered_map<const void*, Pending>();
 std::atomic<size_t> g_pending_count{0};
 
 void forget_pending(const void* data) {
@@ -215,11 +218,13 @@ void defer(const std::string& op, c10::DeviceIndex device, const OpCharge& charg
   p.output = memory_of(outputs[0]);
   resolve_pending(device, /*tensor_engine=*/false, "", p.inputs, {});  // its own inputs run first
   forward_ready(device, p.inputs, {p.output});
-  if (g_recording) {
+  // Described now (the tensors may be gone when it runs or folds, and a
+  // profiler may have started in between).
+  p.input_descs = describe(inputs);
+  p.output_descs = describe(outputs);
+  {
     std::lock_guard<std::mutex> lock(g_mutex);
     p.scope = g_scope;
-    p.input_descs = describe(inputs);
-    p.output_descs = describe(outputs);
   }
   std::lock_guard<std::mutex> lock(g_pending_mutex);
   g_pending[p.output] = std::move(p);

@@ -75,9 +75,10 @@ std::deque<DeviceClock>& clocks() {
   return c;
 }
 
+// Never destroyed: memory is still freed while static objects are torn down.
 std::vector<MemoryFreedHook>& freed_hooks() {
-  static std::vector<MemoryFreedHook> hooks;
-  return hooks;
+  static auto* hooks = new std::vector<MemoryFreedHook>();
+  return *hooks;
 }
 
 // Seconds from `start` until an op on `engine` has moved `memory_s` worth of

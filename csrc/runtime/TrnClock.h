@@ -71,8 +71,6 @@ void forward_ready(c10::DeviceIndex device, c10::ArrayRef<const void*> inputs,
 // Called with the data pointer of each piece of device memory that is freed.
 using MemoryFreedHook = void (*)(const void* data);
 void add_memory_freed_hook(MemoryFreedHook hook);
-// The id of this thread's current stream on `device` (TrnGuard.cpp).
-c10::StreamId current_stream_id(c10::DeviceIndex device);
 // Forgets the ready time of freed memory.
 void forget_memory(c10::DeviceIndex device, const void* data);
 
@@ -87,9 +85,5 @@ std::vector<double> engine_busy(c10::DeviceIndex device);
 // Seconds ops of the device were stretched waiting for shared HBM bandwidth.
 double hbm_stall_total(c10::DeviceIndex device);
 void reset_clocks();
-
-// Modelled milliseconds between two recorded events (TrnGuard.cpp); raises
-// CUDA's errors for unrecorded or non-timing events and mixed devices.
-double event_elapsed_ms(void* start_event, void* end_event);
 
 }  // namespace torch_trn3

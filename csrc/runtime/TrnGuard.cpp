@@ -7,6 +7,7 @@
 // Event.elapsed_time() reports (modelled milliseconds, like CUDA events).
 #include "TrnClock.h"
 #include "TrnDevices.h"
+#include "TrnGuard.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>

@@ -3,6 +3,7 @@
 #include "TrnAllocator.h"
 #include "TrnDevices.h"
 #include "TrnGenerator.h"
+#include "TrnHooks.h"
 
 #include <ATen/detail/PrivateUse1HooksInterface.h>
 #include <c10/core/Storage.h>
