@@ -294,6 +294,13 @@ def charge(op: str, inputs: Sequence, outputs: Sequence, **cost_kwargs) -> OpCos
     return cost
 
 
+def operands(*tensors) -> list:
+    """The tensors a Python kernel reads, optional ones (None) left out: the
+    op starts on the timeline only once every one of them is ready (an MX
+    matmul waits for its scales as well as its elements)."""
+    return [t for t in tensors if t is not None]
+
+
 def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, k: int, *,
                   batch: int = 1, dtype: str = "mxfp8", sparsity: Optional[str] = None,
                   weight_bytes_per_element: Optional[float] = None) -> Optional[OpCost]:

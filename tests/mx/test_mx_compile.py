@@ -138,7 +138,10 @@ def test_other_mx_matmuls_compile_to_one_charged_op(case, build):
     compiled_out, compiled_ops = tensor_ops(lambda: compiled(*args), case)
     assert torch.equal(compiled_out.cpu(), eager_out.cpu())
     assert [op[0] for op in compiled_ops] == [f"torch_trn3::{case}"]
-    assert compiled_ops == eager_ops
+    # Durations are end - start on the device clock: equal up to the rounding
+    # of the two absolute times.
+    assert [op[:2] for op in compiled_ops] == [op[:2] for op in eager_ops]
+    assert [op[2] for op in compiled_ops] == pytest.approx([op[2] for op in eager_ops], rel=1e-9)
 
 
 def test_data_dependent_offset_check_still_raises_when_compiled():

@@ -97,7 +97,8 @@ def _mx_mm_op(a: torch.Tensor, a_scales: torch.Tensor, b: torch.Tensor, b_scales
             out = out + bias.to(torch.float32)
         out = out.to(out_dtype)
     m = out.numel() // max(1, b.shape[0])
-    chip_model.charge_matmul("torch_trn3::mx_mm", [a, b], [out], m, b.shape[0], a_mx.shape[-1],
+    chip_model.charge_matmul("torch_trn3::mx_mm", chip_model.operands(a, a_scales, b, b_scales, bias),
+                             [out], m, b.shape[0], a_mx.shape[-1],
                              dtype=_mode(a_mx, b_mx))
     return out
 
@@ -158,7 +159,8 @@ def _mx_grouped_mm_op(a: torch.Tensor, a_scales: torch.Tensor, b: torch.Tensor,
     # Every output element costs K multiply-adds whichever grouping made it.
     n = b_mx.shape[-2] if dims != (2, 2) else b_mx.shape[0]
     k = a_mx.shape[-1] if dims != (2, 2) else a_mx.shape[-1] // max(1, offs.shape[0])
-    chip_model.charge_matmul("torch_trn3::mx_grouped_mm", [a, b], [out],
+    chip_model.charge_matmul("torch_trn3::mx_grouped_mm",
+                             chip_model.operands(a, a_scales, b, b_scales, offs), [out],
                              out.numel() // max(1, n), n, k, dtype=_mode(a_mx, b_mx))
     return out.to(out_dtype)
 
@@ -233,7 +235,9 @@ def _w4a8_linear_op(x: torch.Tensor, weight: torch.Tensor, weight_scales: torch.
         x8 = to_mx(x, act_elem_dtype, block_size, scale_mode)
         out = mx_mm(x8, w8, bias=bias, out_dtype=x.dtype)
     # The weights cross HBM as 4-bit (dequantized on chip), compute is MXFP8.
-    chip_model.charge_matmul("torch_trn3::w4a8_linear", [x, weight], [out],
+    chip_model.charge_matmul("torch_trn3::w4a8_linear",
+                             chip_model.operands(x, weight, weight_scales, weight_tensor_scale, bias),
+                             [out],
                              x.numel() // x.shape[-1], w.shape[0], x.shape[-1],
                              dtype="mxfp8", weight_bytes_per_element=dtype_bytes("mxfp4"))
     return out
