@@ -1,0 +1,247 @@
+"""One kernel call: its device, its on-chip memory, its charges and its report.
+
+Why a context object: NKI calls (``nl.ndarray``, ``nisa.*``) take no device
+or kernel argument, yet each must know which device timeline to charge,
+how much SBUF/PSUM the kernel holds and which chip's limits apply. ``jit``
+opens a :class:`KernelContext` for the call; the calls find it with
+:func:`current`.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+
+from ..hw import isa_cost
+from ..hw.cost import Engine
+from ..hw.lnc import logical_device
+from .dtypes import PackedDtype, check_dtype, dtype_name, itemsize
+from .errors import NkiBufferError, NkiCapacityError, NkiTileLimitError, NkiUninitializedReadError, NkiUsageError
+from .memory import MATMUL_WRITTEN, WRITTEN, Allocation, MemoryRegion
+from .report import KernelReport
+
+_STACK: List["KernelContext"] = []
+
+#: Engines a kernel report lists, in the profiler's lane order.
+ENGINES = (Engine.TENSOR, Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD, Engine.DMA)
+
+
+def current(instruction: str) -> "KernelContext":
+    """The kernel being run; :class:`NkiUsageError` outside ``@nki.jit``."""
+    if not _STACK:
+        raise NkiUsageError(instruction, "called outside an @nki.jit kernel")
+    return _STACK[-1]
+
+
+class KernelContext:
+    """State of one kernel call (see module doc)."""
+
+    def __init__(self, name: str, device: Optional[torch.device], chip, lnc: int):
+        from .. import _C
+
+        self.name = name
+        self.device = device
+        self.chip = chip
+        self.limits = isa_cost.limits(chip)
+        self.logical = logical_device(chip, lnc)
+        self.timed = device is not None and device.type != "cpu" and _C._model_enabled() \
+            and not torch.compiler.is_compiling()
+        self.dev_index = device.index if device is not None and device.index is not None else 0
+        self.sbuf_used = 0
+        self.psum_banks_used = 0
+        self.sbuf_peak = 0
+        self.psum_peak = 0
+        self.busy = {e: 0.0 for e in ENGINES}
+        self.count = {e: 0 for e in ENGINES}
+        self.flops = 0.0
+        self.hbm_bytes = 0.0
+        #: Scalar Engine reduce registers (one fp32 per lane); None until reset.
+        self.act_regs: Optional[torch.Tensor] = None
+        self.n_allocs = 0
+        self._start_s = 0.0
+        self._stream = None
+
+    # ------------------------------------------------------------ lifetime
+    def __enter__(self):
+        if self.timed:
+            from .. import _C
+
+            stream = torch.trn.current_stream(self.device)
+            # The kernel starts when the work before it on its stream is done.
+            event = torch.trn.Event()
+            event.record(stream)
+            stream.wait_event(event)
+            self._stream = stream
+            self._start_s = _C._stream_now(self.dev_index, stream.stream_id)
+        _STACK.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _STACK.remove(self)
+        return False
+
+    def report(self) -> KernelReport:
+        elapsed = 0.0
+        if self.timed:
+            from .. import _C
+
+            elapsed = _C._stream_now(self.dev_index, self._stream.stream_id) - self._start_s
+        peak = self.chip.tensor.peak_flops_per_core("bf16")
+        return KernelReport(
+            kernel=self.name, device=str(self.device), chip=self.chip.name, elapsed_s=elapsed,
+            busy_s={e.name.lower(): self.busy[e] for e in ENGINES},
+            instructions={e.name.lower(): self.count[e] for e in ENGINES},
+            flops=self.flops, hbm_bytes=self.hbm_bytes, peak_bf16_flops=peak,
+            sbuf_peak_bytes_per_partition=self.sbuf_peak, psum_peak_banks=self.psum_peak,
+        )
+
+    # ----------------------------------------------------------- allocation
+    def allocate(self, shape, dtype, buffer: MemoryRegion, name: str, where: str):
+        from .tensor import NkiTensor
+
+        check_dtype(dtype, where)
+        shape = tuple(int(s) for s in shape)
+        if any(s <= 0 for s in shape) or not shape:
+            raise NkiTileLimitError(where, f"shape {list(shape)} must have positive dims", tile=name)
+        self.n_allocs += 1
+        name = name or f"{buffer.value}_{self.n_allocs}"
+        packed = isinstance(dtype, PackedDtype)
+        torch_dtype = dtype.element if packed else dtype
+        store_shape = shape + ((dtype.pack,) if packed else ())
+        if buffer.on_chip:
+            lim = self.limits
+            desc = f"{name} {list(shape)} {dtype_name(dtype)} in {buffer.value}"
+            if shape[0] > lim.pmax:
+                raise NkiTileLimitError(where, f"partition dim {shape[0]} exceeds the {lim.pmax} partitions",
+                                        tile=desc, limit=f"nl.tile_size.pmax = {lim.pmax}")
+            pp_bytes = math.prod(shape[1:]) * itemsize(dtype)
+            banks = 0
+            if buffer is MemoryRegion.sbuf:
+                if self.sbuf_used + pp_bytes > lim.sbuf_bytes_per_partition:
+                    raise NkiCapacityError(
+                        where, f"SBUF full: {self.sbuf_used} B per partition live + {pp_bytes} B "
+                        f"for this tile > {lim.sbuf_bytes_per_partition} B per partition",
+                        tile=desc, limit=f"{self.chip.core_memory.sbuf_bytes // (1 << 20)} MiB SBUF per core "
+                        f"({self.chip.name}) / {lim.pmax} partitions")
+                self.sbuf_used += pp_bytes
+                self.sbuf_peak = max(self.sbuf_peak, self.sbuf_used)
+            else:
+                banks = -(-pp_bytes // lim.psum_bank_bytes)
+                if self.psum_banks_used + banks > lim.psum_banks:
+                    raise NkiCapacityError(
+                        where, f"PSUM full: {self.psum_banks_used} banks live + {banks} for this tile "
+                        f"> {lim.psum_banks} banks", tile=desc,
+                        limit=f"PSUM = {lim.psum_banks} banks x {lim.psum_bank_bytes} B per partition "
+                        f"({self.chip.core_memory.psum_bytes // (1 << 20)} MiB per core)")
+                self.psum_banks_used += banks
+                self.psum_peak = max(self.psum_peak, self.psum_banks_used)
+            data = torch.empty(store_shape, dtype=torch_dtype)
+            alloc = Allocation(buffer, name, dtype, data, ctx=self, pp_bytes=pp_bytes, banks=banks)
+        else:
+            if self.device is None or self.device.type == "cpu":
+                device_tensor = torch.empty(store_shape, dtype=torch_dtype)
+                data = device_tensor
+            else:
+                from .. import _C
+
+                device_tensor = torch.empty(store_shape, dtype=torch_dtype, device=self.device)
+                data = _C._cpu_view(device_tensor)
+            alloc = Allocation(buffer, name, dtype, data, device_tensor=device_tensor)
+        return NkiTensor(alloc, alloc.data, alloc.state)
+
+    def release(self, alloc: Allocation) -> None:
+        if alloc.buffer is MemoryRegion.sbuf:
+            self.sbuf_used -= alloc.pp_bytes
+        else:
+            self.psum_banks_used -= alloc.banks
+
+    def wrap_input(self, tensor: torch.Tensor, name: str):
+        """A kernel argument as a read-only HBM tensor (a zero-copy view)."""
+        from .tensor import NkiTensor
+
+        if tensor.device.type == "cpu":
+            data = tensor
+        else:
+            from .. import _C
+
+            data = _C._cpu_view(tensor)
+        alloc = Allocation(MemoryRegion.hbm, name, tensor.dtype, data, device_tensor=tensor, read_only=True)
+        return NkiTensor(alloc, data, None)
+
+    # ------------------------------------------------------------- state checks
+    def check_read(self, t, instruction: str, role: str) -> None:
+        """:class:`NkiUninitializedReadError` if any element of ``t`` was never written."""
+        alloc = t.alloc
+        if alloc.full:
+            return
+        if not bool(t.state.all()):
+            what = "before any matmul wrote it" if alloc.buffer is MemoryRegion.psum else "before anything wrote it"
+            raise NkiUninitializedReadError(instruction, f"{role} reads {alloc.buffer.value} {what}",
+                                            tile=t.describe())
+
+    def check_write(self, t, instruction: str, role: str = "dst") -> None:
+        if t.alloc.read_only:
+            raise NkiBufferError(instruction, f"{role} is a kernel input, which kernels may not write "
+                                 "(allocate an output with nl.ndarray(..., buffer=nl.shared_hbm))",
+                                 tile=t.describe())
+
+    def mark_written(self, t, matmul: bool = False) -> None:
+        alloc = t.alloc
+        alloc.written_once = True
+        if t.state is None:
+            return
+        if matmul:
+            t.state.fill_(MATMUL_WRITTEN)
+            if not alloc.all_mm:
+                alloc.all_mm = bool((alloc.state == MATMUL_WRITTEN).all())
+                if alloc.all_mm:
+                    alloc.full = True
+        else:
+            t.state.fill_(WRITTEN)
+            alloc.all_mm = False
+        if not alloc.full:
+            alloc.full = bool(alloc.state.all())
+
+    # ---------------------------------------------------------------- charging
+    def charge(self, op: str, cost: isa_cost.InstructionCost, reads, writes) -> None:
+        """Schedules one instruction on its engine: it waits for the tiles it reads
+        (and, after their first write, for the tiles it writes) and makes the
+        tiles it writes ready when it ends."""
+        engine = cost.engine
+        self.busy[engine] += cost.seconds
+        self.count[engine] += 1
+        self.flops += cost.flops
+        self.hbm_bytes += cost.hbm_bytes
+        if not self.timed:
+            return
+        from .. import _C
+
+        ins = [t.alloc.dep for t in reads]
+        outs = []
+        for w in writes:
+            if w.alloc.written_once:
+                ins.append(w.alloc.dep)
+            outs.append(w.alloc.dep)
+        _C._charge(op, self.dev_index, engine.value, cost.seconds, cost.flops, cost.hbm_bytes,
+                   ins, outs, cost.memory_s, cost.compute_s)
+
+
+def _grid_methods():
+    """SPMD launch grid (``kernel[2, 2](...)``): this instance's ids."""
+
+    def program_id(self, axis: int = 0) -> int:
+        if not 0 <= axis < max(1, len(self.grid)):
+            raise NkiUsageError("nki.language.program_id", f"axis {axis} outside the launch grid {self.grid}")
+        return self.pid[axis] if self.grid else 0
+
+    def num_programs(self, axis: int = 0) -> int:
+        return self.grid[axis] if self.grid else 1
+
+    KernelContext.program_id = program_id
+    KernelContext.num_programs = num_programs
+    KernelContext.grid = ()
+    KernelContext.pid = ()
+
+
+_grid_methods()

@@ -1,0 +1,106 @@
+"""Where NKI tensors live: HBM, SBUF and PSUM, and what each allocation costs.
+
+Why: a kernel must fit its live tiles in one core's SBUF (32 MiB on
+Trainium3, 24 MiB on Trainium2, 128 partitions) and PSUM (8 banks of 2 KiB
+per partition); the compiler rejects a kernel that does not. Each on-chip
+allocation is counted per partition while it is alive (a tile allocated in
+a loop body is released when the next iteration rebinds its name, which is
+how the compiler double-buffers) and the kernel fails at the allocation that
+overflows, naming it and the kernel line.
+
+Each allocation also has a *dependency token*: a tiny tensor the device
+timeline (``_C._charge``) tracks by data pointer, so an instruction reading
+a tile waits for the instruction that wrote it. Tokens come from a pool that
+is never freed, so a token's address never aliases device memory; a token
+handed to a new allocation is never read before that allocation is written.
+"""
+from __future__ import annotations
+
+import enum
+from typing import List, Optional
+
+import torch
+
+
+class MemoryRegion(enum.Enum):
+    """The buffers ``nl.ndarray(..., buffer=)`` takes."""
+
+    sbuf = "sbuf"
+    psum = "psum"
+    hbm = "hbm"
+    shared_hbm = "shared_hbm"
+    private_hbm = "private_hbm"
+
+    @property
+    def on_chip(self) -> bool:
+        return self in (MemoryRegion.sbuf, MemoryRegion.psum)
+
+    @property
+    def is_hbm(self) -> bool:
+        return not self.on_chip
+
+    def __repr__(self) -> str:
+        return f"nl.{self.value}"
+
+
+_TOKENS: List[torch.Tensor] = []
+
+
+def take_token() -> torch.Tensor:
+    return _TOKENS.pop() if _TOKENS else torch.empty(1, dtype=torch.uint8)
+
+
+def give_token(token: torch.Tensor) -> None:
+    _TOKENS.append(token)
+
+
+#: Element states of an on-chip allocation (one uint8 per element).
+UNWRITTEN, WRITTEN, MATMUL_WRITTEN = 0, 1, 2
+
+
+class Allocation:
+    """One ``nl.ndarray`` (or one kernel argument): its storage, state and accounting.
+
+    ``data`` holds the values (a CPU tensor; for HBM a zero-copy view of the
+    device tensor ``device_tensor``). On-chip allocations keep ``state``, one
+    byte per element (unwritten / written / written by a matmul), so reading
+    memory nothing wrote and PSUM accumulation are checked per element.
+    ``dep`` is what the timeline tracks this allocation by.
+    """
+
+    __slots__ = ("buffer", "name", "dtype", "data", "state", "dep", "device_tensor", "read_only",
+                 "written_once", "full", "all_mm", "ctx", "pp_bytes", "banks", "__weakref__")
+
+    def __init__(self, buffer: MemoryRegion, name: str, dtype, data: torch.Tensor, *,
+                 device_tensor: Optional[torch.Tensor] = None, read_only: bool = False,
+                 ctx=None, pp_bytes: int = 0, banks: int = 0):
+        self.buffer = buffer
+        self.name = name
+        self.dtype = dtype
+        self.data = data
+        self.device_tensor = device_tensor
+        self.read_only = read_only
+        self.ctx = ctx
+        self.pp_bytes = pp_bytes
+        self.banks = banks
+        if buffer.on_chip:
+            self.state = torch.zeros(data.shape, dtype=torch.uint8)
+            self.dep = take_token()
+            self.full = False
+            self.written_once = False
+        else:
+            self.state = None
+            self.dep = device_tensor if device_tensor is not None else data
+            # HBM holds whatever it holds (kernel inputs are initialised).
+            self.full = True
+            self.written_once = read_only
+        self.all_mm = False
+
+    def __del__(self):
+        try:
+            if self.buffer.on_chip:
+                give_token(self.dep)
+                if self.ctx is not None:
+                    self.ctx.release(self)
+        except Exception:  # interpreter shutdown
+            pass
