@@ -18,7 +18,7 @@ from ..hw.cost import Engine
 from ..hw.lnc import logical_device
 from .dtypes import PackedDtype, check_dtype, dtype_name, itemsize
 from .errors import NkiBufferError, NkiCapacityError, NkiTileLimitError, NkiUninitializedReadError, NkiUsageError
-from .memory import MATMUL_WRITTEN, WRITTEN, Allocation, MemoryRegion
+from .memory import MATMUL_WRITTEN, WRITTEN, Allocation, MemoryRegion, ensure_state, state_view
 from .report import KernelReport
 
 _STACK: List["KernelContext"] = []
@@ -59,6 +59,9 @@ class KernelContext:
         #: Scalar Engine reduce registers (one fp32 per lane); None until reset.
         self.act_regs: Optional[torch.Tensor] = None
         self.n_allocs = 0
+        #: shared_hbm allocations of an SPMD launch, and this instance's count of them.
+        self.shared: list = []
+        self.shared_index = -1
         self._start_s = 0.0
         self._stream = None
 
@@ -139,6 +142,15 @@ class KernelContext:
             data = torch.empty(store_shape, dtype=torch_dtype)
             alloc = Allocation(buffer, name, dtype, data, ctx=self, pp_bytes=pp_bytes, banks=banks)
         else:
+            if buffer is MemoryRegion.shared_hbm and self.grid:
+                # SPMD: every program instance sees the same shared_hbm tensors,
+                # matched by the order the kernel allocates them in.
+                self.shared_index += 1
+                if self.shared_index < len(self.shared):
+                    from .tensor import NkiTensor as _T
+
+                    alloc = self.shared[self.shared_index]
+                    return _T(alloc, alloc.data)
             if self.device is None or self.device.type == "cpu":
                 device_tensor = torch.empty(store_shape, dtype=torch_dtype)
                 data = device_tensor
@@ -148,7 +160,9 @@ class KernelContext:
                 device_tensor = torch.empty(store_shape, dtype=torch_dtype, device=self.device)
                 data = _C._cpu_view(device_tensor)
             alloc = Allocation(buffer, name, dtype, data, device_tensor=device_tensor)
-        return NkiTensor(alloc, alloc.data, alloc.state)
+            if buffer is MemoryRegion.shared_hbm and self.grid:
+                self.shared.append(alloc)
+        return NkiTensor(alloc, alloc.data)
 
     def release(self, alloc: Allocation) -> None:
         if alloc.buffer is MemoryRegion.sbuf:
@@ -167,7 +181,7 @@ class KernelContext:
 
             data = _C._cpu_view(tensor)
         alloc = Allocation(MemoryRegion.hbm, name, tensor.dtype, data, device_tensor=tensor, read_only=True)
-        return NkiTensor(alloc, data, None)
+        return NkiTensor(alloc, data)
 
     # ------------------------------------------------------------- state checks
     def check_read(self, t, instruction: str, role: str) -> None:
@@ -175,7 +189,7 @@ class KernelContext:
         alloc = t.alloc
         if alloc.full:
             return
-        if not bool(t.state.all()):
+        if alloc.state is None or not bool(state_view(alloc, t.data).all()):
             what = "before any matmul wrote it" if alloc.buffer is MemoryRegion.psum else "before anything wrote it"
             raise NkiUninitializedReadError(instruction, f"{role} reads {alloc.buffer.value} {what}",
                                             tile=t.describe())
@@ -189,19 +203,24 @@ class KernelContext:
     def mark_written(self, t, matmul: bool = False) -> None:
         alloc = t.alloc
         alloc.written_once = True
-        if t.state is None:
+        if not alloc.buffer.on_chip:
             return
+        if t.data.numel() == alloc.data.numel():
+            alloc.full = True
+            alloc.all_mm = matmul
+            alloc.state = None
+            return
+        if alloc.full and not matmul and alloc.buffer is MemoryRegion.sbuf:
+            return  # SBUF stays fully written; only PSUM tracks which elements matmuls wrote
+        state = ensure_state(alloc)
+        state_view(alloc, t.data).fill_(MATMUL_WRITTEN if matmul else WRITTEN)
         if matmul:
-            t.state.fill_(MATMUL_WRITTEN)
             if not alloc.all_mm:
-                alloc.all_mm = bool((alloc.state == MATMUL_WRITTEN).all())
-                if alloc.all_mm:
-                    alloc.full = True
+                alloc.all_mm = bool((state == MATMUL_WRITTEN).all())
         else:
-            t.state.fill_(WRITTEN)
             alloc.all_mm = False
         if not alloc.full:
-            alloc.full = bool(alloc.state.all())
+            alloc.full = bool(state.all())
 
     # ---------------------------------------------------------------- charging
     def charge(self, op: str, cost: isa_cost.InstructionCost, reads, writes) -> None:

@@ -21,7 +21,8 @@ from ..hw import isa_cost
 from ..hw.cost import Engine
 from . import ops as _ops
 from .context import current
-from .dtypes import (FLOAT_DTYPES, INT_DTYPES, MATMUL_DTYPES, PSUM_MATMUL_DTYPES, PackedDtype,
+from .dtypes import (FLOAT_DTYPES, INT_DTYPES, MATMUL_DTYPES, PSUM_MATMUL_DTYPES, PackedDtype, float8_e4m3fn_x4,
+                     float8_e5m2_x4,
                      dtype_name, hw_name, itemsize)
 from .errors import (NkiBufferError, NkiDtypeError, NkiEngineError, NkiShapeError, NkiTileLimitError,
                      NkiUninitializedReadError, NkiUsageError)
@@ -216,12 +217,14 @@ def dma_copy(dst, src, dst_rmw_op=None, oob_mode=oob_mode.error, dge_mode=dge_mo
     if dst_rmw_op is not None and dst_rmw_op is not _ops.add:
         raise NkiEngineError(instr, f"dst_rmw_op={dst_rmw_op!r}: DMA read-modify-write only adds",
                              limit="dst_rmw_op in (None, nl.add)")
-    ctx.check_read(src, instr, "src") if src.state is not None else None
+    if src.alloc.buffer.on_chip:
+        ctx.check_read(src, instr, "src")
     reads = [src]
     if dst_rmw_op is None:
         dst.data.copy_(src.data.reshape(dst.data.shape))
     else:
-        ctx.check_read(dst, instr, "dst") if dst.state is not None else None
+        if dst.alloc.buffer.on_chip:
+            ctx.check_read(dst, instr, "dst")
         dst.data.copy_(dst.data.float() + src.data.float().reshape(dst.data.shape))
         reads.append(dst)
     ctx.mark_written(dst)
@@ -271,7 +274,7 @@ def _matmul_checks(instr, ctx, dst, stationary, moving, k_max: int, dtypes, dtyp
     return dst, stationary, moving, k, m, n
 
 
-def _accumulate_into(ctx, instr: str, dst: NkiTensor, product: torch.Tensor, accumulate) -> None:
+def _accumulate_into(ctx, instr: str, dst: NkiTensor, a: torch.Tensor, b: torch.Tensor, accumulate) -> None:
     """Writes a matmul result into PSUM: overwrite, or add to what matmuls wrote there.
 
     ``accumulate=None`` continues an accumulation group: elements an earlier
@@ -279,11 +282,13 @@ def _accumulate_into(ctx, instr: str, dst: NkiTensor, product: torch.Tensor, acc
     the others overwritten. ``True`` adds to every element (each must have
     been written); ``False`` overwrites.
     """
-    product = product.reshape(dst.data.shape)
     alloc = dst.alloc
+    out2d = dst.data if dst.data.dim() == 2 and dst.dtype is torch.float32 else None
     if accumulate is None:
         if alloc.all_mm:
             mode = "add"
+        elif alloc.state is None:
+            mode = "overwrite"  # never written, or last written whole by another instruction
         else:
             mm = dst.state == MATMUL_WRITTEN
             mode = "add" if bool(mm.all()) else ("overwrite" if not bool(mm.any()) else "mixed")
@@ -292,14 +297,18 @@ def _accumulate_into(ctx, instr: str, dst: NkiTensor, product: torch.Tensor, acc
         mode = "add"
     else:
         mode = "overwrite"
-    if mode == "overwrite":
-        dst.data.copy_(product)
-    elif dst.dtype is torch.float32 and mode == "add":
-        dst.data.add_(product)
-    elif mode == "add":
-        dst.data.copy_(dst.data.float() + product)
+    if out2d is not None and mode == "overwrite":
+        torch.mm(a, b, out=out2d)
+    elif out2d is not None and mode == "add":
+        out2d.addmm_(a, b)  # FP32 accumulation in PSUM
     else:
-        dst.data.copy_(torch.where(mm, dst.data.float() + product, product))
+        product = torch.mm(a, b).reshape(dst.data.shape)
+        if mode == "overwrite":
+            dst.data.copy_(product)
+        elif mode == "add":
+            dst.data.copy_(dst.data.float() + product)
+        else:
+            dst.data.copy_(torch.where(mm, dst.data.float() + product, product))
     ctx.mark_written(dst, matmul=True)
 
 
@@ -320,7 +329,7 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     a = _values(stationary, ctx, instr, "stationary").reshape(k, m)
     b = _values(moving, ctx, instr, "moving").reshape(k, n)
     # Products of bf16/fp16/fp8 values are exact in fp32; the sum accumulates in fp32.
-    _accumulate_into(ctx, instr, dst, torch.mm(a.t(), b), accumulate)
+    _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
     dtype = "fp32" if torch.float32 in (stationary.dtype, moving.dtype) else "bf16"
     cost = isa_cost.nc_matmul(ctx.chip, k, m, n, dtype)
     ctx.charge("nki::nc_matmul", cost, [stationary, moving, dst], [dst])
@@ -608,3 +617,162 @@ def iota(dst, expr=None, offset=0, partition_multiplier=0, free_multipliers=None
         value += (torch.arange(shape[dim], dtype=torch.float64) * mult).reshape(view)
     _write(ctx, dst, value)
     ctx.charge("nki::iota", isa_cost.lane(ctx.chip, eng, _free(dst)), [], [dst])
+
+
+# --------------------------------------------------------------------------- MX
+#: Partitions x packed elements of one MX scale group [NKI docs: "groups of
+#: 8 partitions x 4 elements per partition"], i.e. the OCP block of 32.
+_MX_GROUP_PARTITIONS = 8
+
+
+def _require_v4(ctx, instr: str) -> None:
+    if not ctx.chip.tensor.mx_native:
+        raise NkiEngineError(instr, f"MX instructions need NeuronCore-v4; {ctx.chip.name} has no MX hardware",
+                             limit="Trainium3 (platform_target='trn3')")
+
+
+def quantize_mx(dst, src, dst_scale, name=None) -> None:
+    """Quantizes ``src`` [P, F] (bf16/fp16, SBUF) to MXFP8 on the Vector Engine.
+
+    ``dst`` is [P, F // 4] of ``nl.float8_e4m3fn_x4`` / ``nl.float8_e5m2_x4``:
+    ``dst[p, f][j]`` holds ``src[p, 4 f + j]``. One scale covers the 32
+    values of 8 partitions x 4 packed elements: ``dst_scale[g, f]``
+    (``nl.float8_e8m0fnu`` or ``nl.uint8``, shape [P // 8, F // 4]) for
+    partitions ``8 g .. 8 g + 7``. Numerics are ``torch_trn3.mx.to_mx(...,
+    scale_mode="trn3")``: scale 2^(floor(log2 amax) - emax + 1), elements
+    rounded to nearest even, never saturating.
+    """
+    from ..mx import to_mx
+
+    instr = "nki.isa.quantize_mx"
+    ctx = current(instr)
+    _require_v4(ctx, instr)
+    dst, src, dst_scale = (_tile(dst, instr, "dst"), _tile(src, instr, "src"), _tile(dst_scale, instr, "dst_scale"))
+    for role, t in (("dst", dst), ("src", src), ("dst_scale", dst_scale)):
+        _in(t, instr, role, (MemoryRegion.sbuf,), "quantize_mx reads and writes SBUF")
+    if src.dtype not in (torch.bfloat16, torch.float16):
+        raise NkiDtypeError(instr, f"src dtype {dtype_name(src.dtype)} is not taken", tile=src.describe(),
+                            limit="float16 or bfloat16")
+    if not isinstance(dst.dtype, PackedDtype):
+        raise NkiDtypeError(instr, f"dst dtype {dtype_name(dst.dtype)} is not taken", tile=dst.describe(),
+                            limit="nl.float8_e4m3fn_x4 or nl.float8_e5m2_x4")
+    if dst_scale.dtype not in (torch.float8_e8m0fnu, torch.uint8):
+        raise NkiDtypeError(instr, f"dst_scale dtype {dtype_name(dst_scale.dtype)} is not taken",
+                            tile=dst_scale.describe(), limit="nl.float8_e8m0fnu or nl.uint8")
+    pack, gp = dst.dtype.pack, _MX_GROUP_PARTITIONS
+    if len(src.shape) != 2:
+        raise NkiShapeError(instr, "src must be a 2-d tile [P, F]", tile=src.describe())
+    p, f = src.shape
+    if p % (4 * gp) or f % pack:
+        raise NkiShapeError(instr, f"src [{p}, {f}]: P must be a multiple of {4 * gp}, F of {pack}",
+                            tile=src.describe(), limit=f"P % {4 * gp} == 0, F % {pack} == 0")
+    m = f // pack
+    if tuple(dst.shape) != (p, m) or tuple(dst_scale.shape) != (p // gp, m):
+        raise NkiShapeError(instr, f"dst must be [{p}, {m}] and dst_scale [{p // gp}, {m}]",
+                            tile=f"dst {dst.describe()}, dst_scale {dst_scale.describe()}")
+    ctx.check_read(src, instr, "src")
+    blocks = src.data.reshape(p // gp, gp, m, pack).permute(0, 2, 1, 3).reshape(p // gp, m, gp * pack)
+    mx = to_mx(blocks.contiguous(), dst.dtype.element, block_size=gp * pack, scale_mode="trn3")
+    dst.data.copy_(mx.elements.reshape(p // gp, m, gp, pack).permute(0, 2, 1, 3).reshape(p, m, pack))
+    dst_scale.data.copy_(mx.scales.view(torch.uint8).reshape(p // gp, m).view(dst_scale.data.dtype))
+    ctx.mark_written(dst)
+    ctx.mark_written(dst_scale)
+    ctx.charge("nki::quantize_mx", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [src], [dst, dst_scale])
+
+
+def _mx_operand(t: NkiTensor, scale: NkiTensor, ctx, instr: str, role: str) -> torch.Tensor:
+    """Dequantized [K, free] float32 values of an x4-packed MX tile (exact)."""
+    from ..mx.scales import e8m0_to_float
+
+    kp, free = t.shape[0], _free(t)
+    gp = _MX_GROUP_PARTITIONS
+    if scale.dtype not in (torch.float8_e8m0fnu, torch.uint8):
+        raise NkiDtypeError(instr, f"{role}_scale dtype {dtype_name(scale.dtype)} is not taken",
+                            tile=scale.describe(), limit="nl.float8_e8m0fnu or nl.uint8")
+    if kp % gp or tuple(scale.shape) != (kp // gp, free):
+        raise NkiShapeError(instr, f"{role}_scale {list(scale.shape)} must be [{kp // gp}, {free}] "
+                            f"(one scale per {gp} partitions x 4 elements)", tile=scale.describe())
+    ctx.check_read(t, instr, role)
+    ctx.check_read(scale, instr, f"{role}_scale")
+    pack = t.dtype.pack
+    values = t.data.reshape(kp, free, pack).float()
+    s = e8m0_to_float(scale.data.reshape(kp // gp, free)).repeat_interleave(gp, dim=0)
+    values = values * s.unsqueeze(-1)
+    # Contraction index k = 4 * partition + packed element.
+    return values.permute(0, 2, 1).reshape(kp * pack, free)
+
+
+def nc_matmul_mx(dst, stationary, moving, stationary_scale, moving_scale, tile_position=None, tile_size=None,
+                 accumulate=None, name=None) -> None:
+    """``dst[M, N] (+)= dequant(stationary)[K, M].T @ dequant(moving)[K, N]`` on the MX array.
+
+    ``stationary`` [Kp, M] and ``moving`` [Kp, N] are x4-packed MXFP8 SBUF
+    tiles (K = 4 Kp contraction elements, Kp <= 128), their scales as
+    :func:`quantize_mx` makes them; FP32 accumulation in PSUM as ``nc_matmul``.
+    """
+    instr = "nki.isa.nc_matmul_mx"
+    ctx = current(instr)
+    _require_v4(ctx, instr)
+    dst, stationary, moving, kp, m, n = _matmul_checks(
+        instr, ctx, dst, stationary, moving, ctx.limits.pmax, (float8_e4m3fn_x4, float8_e5m2_x4),
+        "nl.float8_e4m3fn_x4 / nl.float8_e5m2_x4")
+    stationary_scale = _tile(stationary_scale, instr, "stationary_scale")
+    moving_scale = _tile(moving_scale, instr, "moving_scale")
+    for role, t in (("stationary_scale", stationary_scale), ("moving_scale", moving_scale)):
+        _in(t, instr, role, (MemoryRegion.sbuf,), "the Tensor Engine reads SBUF")
+    a = _mx_operand(stationary, stationary_scale, ctx, instr, "stationary")
+    b = _mx_operand(moving, moving_scale, ctx, instr, "moving")
+    _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
+    cost = isa_cost.nc_matmul_mx(ctx.chip, kp * stationary.dtype.pack, m, n)
+    ctx.charge("nki::nc_matmul_mx", cost, [stationary, moving, stationary_scale, moving_scale, dst], [dst])
+
+
+# ------------------------------------------------------------------ batch norm
+#: Values ``bn_stats`` writes per partition: count, mean, M2 (sum of squared
+#: deviations) of its chunk; ``bn_aggr`` combines chunks (Chan et al.).
+_BN_STATS_WIDTH = 3
+
+
+def bn_stats(dst, data, name=None) -> None:
+    """Per-partition statistics of ``data`` [P, F] (F <= ``nl.tile_size.bn_stats_fmax``)
+    on the Vector Engine: ``dst`` [P, 3] = (count, mean, M2). Concatenate the
+    outputs of several ``bn_stats`` along the free dim and give them to
+    :func:`bn_aggr`."""
+    instr = "nki.isa.bn_stats"
+    ctx = current(instr)
+    dst = _on_chip(dst, instr, "dst")
+    data = _on_chip(data, instr, "data")
+    _float_in(data, instr, "data")
+    p, f = data.shape[0], _free(data)
+    if f > ctx.limits.lane_fmax:
+        raise NkiTileLimitError(instr, f"free size {f} exceeds {ctx.limits.lane_fmax}", tile=data.describe(),
+                                limit=f"nl.tile_size.bn_stats_fmax = {ctx.limits.lane_fmax}")
+    if dst.shape[0] != p or _free(dst) != _BN_STATS_WIDTH:
+        raise NkiShapeError(instr, f"dst {list(dst.shape)} must be [{p}, {_BN_STATS_WIDTH}]", tile=dst.describe())
+    x = _values(data, ctx, instr, "data").reshape(p, f)
+    mean = x.mean(dim=1, keepdim=True)
+    m2 = ((x - mean) ** 2).sum(dim=1, keepdim=True)
+    _write(ctx, dst, torch.cat([torch.full_like(mean, f), mean, m2], dim=1))
+    ctx.charge("nki::bn_stats", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [data], [dst])
+
+
+def bn_aggr(dst, data, name=None) -> None:
+    """Combines ``bn_stats`` outputs ``data`` [P, 3 k] into ``dst`` [P, 2] = (mean, variance)
+    (population variance) on the Vector Engine."""
+    instr = "nki.isa.bn_aggr"
+    ctx = current(instr)
+    dst = _on_chip(dst, instr, "dst")
+    data = _on_chip(data, instr, "data")
+    p, f = data.shape[0], _free(data)
+    if f % _BN_STATS_WIDTH:
+        raise NkiShapeError(instr, f"data free size {f} is not a multiple of {_BN_STATS_WIDTH} (bn_stats outputs)",
+                            tile=data.describe())
+    if dst.shape[0] != p or _free(dst) != 2:
+        raise NkiShapeError(instr, f"dst {list(dst.shape)} must be [{p}, 2]", tile=dst.describe())
+    s = _values(data, ctx, instr, "data").reshape(p, f // _BN_STATS_WIDTH, _BN_STATS_WIDTH).double()
+    n, mean, m2 = s[..., 0], s[..., 1], s[..., 2]
+    total = n.sum(dim=1, keepdim=True)
+    mu = (n * mean).sum(dim=1, keepdim=True) / total
+    m2_all = (m2 + n * (mean - mu) ** 2).sum(dim=1, keepdim=True)
+    _write(ctx, dst, torch.cat([mu, m2_all / total], dim=1).float())
+    ctx.charge("nki::bn_aggr", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [data], [dst])

@@ -103,6 +103,7 @@ class Kernel:
                     result = None
                     for pid in itertools.product(*(range(g) for g in self.grid)):
                         ctx.pid = pid
+                        ctx.shared_index = -1
                         out = self.func(*wargs, **wkwargs)
                         result = out if result is None else result
                 else:

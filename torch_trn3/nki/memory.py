@@ -61,10 +61,14 @@ UNWRITTEN, WRITTEN, MATMUL_WRITTEN = 0, 1, 2
 class Allocation:
     """One ``nl.ndarray`` (or one kernel argument): its storage, state and accounting.
 
-    ``data`` holds the values (a CPU tensor; for HBM a zero-copy view of the
-    device tensor ``device_tensor``). On-chip allocations keep ``state``, one
-    byte per element (unwritten / written / written by a matmul), so reading
-    memory nothing wrote and PSUM accumulation are checked per element.
+    ``data`` holds the values (a contiguous CPU tensor; for HBM a zero-copy
+    view of the device tensor ``device_tensor``). On-chip allocations track
+    what was written: ``full`` (every element written) and ``all_mm`` (every
+    element last written by a matmul) while writes cover the whole
+    allocation, and ``state``, one byte per element (unwritten / written /
+    written by a matmul), from the first write that covers only part of it,
+    so reading memory nothing wrote and PSUM accumulation are checked per
+    element.
     ``dep`` is what the timeline tracks this allocation by.
     """
 
@@ -83,13 +87,14 @@ class Allocation:
         self.ctx = ctx
         self.pp_bytes = pp_bytes
         self.banks = banks
+        # Per-element states are made only when a write covers part of the
+        # allocation; whole-allocation writes are tracked by the flags below.
+        self.state = None
         if buffer.on_chip:
-            self.state = torch.zeros(data.shape, dtype=torch.uint8)
             self.dep = take_token()
             self.full = False
             self.written_once = False
         else:
-            self.state = None
             self.dep = device_tensor if device_tensor is not None else data
             # HBM holds whatever it holds (kernel inputs are initialised).
             self.full = True
@@ -104,3 +109,17 @@ class Allocation:
                     self.ctx.release(self)
         except Exception:  # interpreter shutdown
             pass
+
+
+def state_view(alloc: Allocation, data: torch.Tensor) -> torch.Tensor:
+    """The per-element states of the view ``data`` of ``alloc`` (same strides:
+    ``alloc.data`` and ``alloc.state`` are contiguous tensors of one shape)."""
+    return alloc.state.as_strided(data.size(), data.stride(), data.storage_offset())
+
+
+def ensure_state(alloc: Allocation) -> torch.Tensor:
+    """``alloc.state``, made from the whole-allocation flags if it did not exist."""
+    if alloc.state is None:
+        initial = MATMUL_WRITTEN if alloc.all_mm else (WRITTEN if alloc.full else UNWRITTEN)
+        alloc.state = torch.full(alloc.data.shape, initial, dtype=torch.uint8)
+    return alloc.state

@@ -14,7 +14,7 @@ import torch
 
 from .dtypes import PackedDtype, dtype_name
 from .errors import NkiIndexError, NkiShapeError
-from .memory import Allocation, MemoryRegion
+from .memory import Allocation, MemoryRegion, state_view
 
 
 class DynSlice:
@@ -52,13 +52,24 @@ class NkiTensor:
     partition dim); ``buffer`` is its :class:`MemoryRegion`.
     """
 
-    __slots__ = ("data", "state", "alloc", "_key")
+    __slots__ = ("data", "alloc", "_key")
 
-    def __init__(self, alloc: Allocation, data: torch.Tensor, state, key=None):
+    def __init__(self, alloc: Allocation, data: torch.Tensor, state=None, key=None):
         self.alloc = alloc
         self.data = data
-        self.state = state
         self._key = key
+
+    @property
+    def state(self):
+        """Per-element write states of this view (None while the allocation has none)."""
+        if self.alloc.state is None:
+            return None
+        return state_view(self.alloc, self.data)
+
+    @property
+    def whole(self) -> bool:
+        """True if this view covers its whole allocation."""
+        return self.data.numel() == self.alloc.data.numel()
 
     # --------------------------------------------------------------- metadata
     @property
@@ -131,10 +142,7 @@ class NkiTensor:
                 raise NkiIndexError("indexing", f"unsupported index {k!r} on dim {dim} "
                                     "(ints, slices and nl.ds are supported)", tile=self.describe())
         index = tuple(index)
-        data = self.data[index]
-        state = None if self.state is None else self.state[index]
-        base = self._key if self._key is not None else ()
-        return NkiTensor(self.alloc, data, state, base + index if not base else index)
+        return NkiTensor(self.alloc, self.data[index], None, key)
 
     # -------------------------------------------------------------- reshaping
     def reshape(self, *shape) -> "NkiTensor":
@@ -145,11 +153,10 @@ class NkiTensor:
         extra = (self.data.shape[-1],) if isinstance(self.alloc.dtype, PackedDtype) else ()
         try:
             data = self.data.view(shape + extra)
-            state = None if self.state is None else self.state.view(shape + extra)
         except RuntimeError as error:
             raise NkiShapeError("reshape", f"cannot view {list(self.shape)} as {list(shape)} ({error})",
                                 tile=self.describe()) from None
-        return NkiTensor(self.alloc, data, state, self._key)
+        return NkiTensor(self.alloc, data, None, self._key)
 
     # Python operators build nothing on NKI tensors: say so instead of failing deep inside torch.
     def __bool__(self):
