@@ -126,19 +126,80 @@ def _default_out_dtype(dtype: str) -> str:
     return "bf16" if dtype in ("fp8",) + _MX_DTYPES else dtype
 
 
+@dataclass(frozen=True)
+class _KSchedule:
+    """How one core runs its output tiles' K passes on a systolic array."""
+
+    #: "full" (the whole array per pass) or "split" (independent sub-arrays).
+    mode: str
+    #: Dense-equivalent K rows one pass covers (sparsity multiplies them).
+    rows: int
+    #: Passes each output tile makes over K.
+    passes_per_tile: int
+    #: Array steps on the busiest core; each is one instruction issue and
+    #: streams the tile's moving columns once.
+    steps: int
+    #: Share of the (sub-)arrays that have work during those steps.
+    occupancy: float
+
+
+def _full_schedule(rows: int, k: int, tiles: int) -> _KSchedule:
+    passes = ceil(k / rows)
+    return _KSchedule("full", rows, passes, tiles * passes, 1.0)
+
+
+def _split_schedule(rows: int, ways: int, k: int, tiles: int) -> _KSchedule:
+    """``ways`` independent sub-arrays of ``rows`` K rows share ``tiles``
+    output tiles of ``ceil(k / rows)`` passes each. A tile's passes run one
+    after another (two sub-arrays never add into the same PSUM tile in the
+    same cycle), so the busiest core needs ``max(passes, ceil(tiles * passes
+    / ways))`` steps (McNaughton's bound: a tile may move between sub-arrays
+    from one pass to the next). The sub-arrays of one step start together,
+    so a step costs one issue [est.: the facts say they "push four results
+    per cycle into PSUM", i.e. run in lockstep]."""
+    passes = ceil(k / rows)
+    steps = max(passes, ceil(tiles * passes / ways))
+    return _KSchedule("split", rows, passes, steps, tiles * passes / (steps * ways))
+
+
+def _k_schedule(tensor, array, k: int, tiles: int, speedup: float, passes: int,
+                n_per_tile: float) -> _KSchedule:
+    """The faster of running ``tiles`` output tiles on the whole array or,
+    for the MX array of a chip that splits it, on its sub-arrays (what a
+    compiler would pick per matmul)."""
+    options = [_full_schedule(int(array.rows * speedup), k, tiles)]
+    if array is tensor.mx_array and tensor.mx_split_ways > 1:
+        options.append(_split_schedule(int(tensor.mx_sub_array_rows * speedup),
+                                       tensor.mx_split_ways, k, tiles))
+    cycles = lambda s: s.steps * (n_per_tile * passes + tensor.issue_overhead_cycles)  # noqa: E731
+    return min(options, key=cycles)   # ties keep the full array
+
+
 def matmul_cost(dev: LogicalDeviceSpec, m: int, n: int, k: int, batch: int = 1,
                 dtype: str = "bf16", out_dtype: Optional[str] = None,
                 sparsity: Optional[str] = None) -> OpCost:
     """Cost of ``batch`` matmuls ``[m, k] @ [k, n]`` on the Tensor Engine.
 
     Tiling follows the hardware instruction ``out[M, N] = stationary[K, M]^T
-    @ moving[K, N]``: K in tiles of the array's rows (128; 512 on the MX
+    @ moving[K, N]``: K in passes of the array's rows (128; 512 on the MX
     array), M in tiles of its 128 columns, N in chunks of up to 512 moving
-    columns, one column per cycle. A partly filled tile still costs the full
-    array, which is what ``utilisation`` reports. Output tiles are spread
-    over the device's cores (K stays on one core: PSUM accumulates locally).
-    ``sparsity`` ("4:8", "4:16", MX dtypes only) multiplies throughput by the
-    spec's dense-equivalent factor. Convolutions are charged as their GEMM.
+    columns, one column per cycle plus a fixed issue cost per pass. Output
+    tiles are spread over the device's cores (K stays on one core: PSUM
+    accumulates locally). A partly filled pass still costs the full array,
+    which is what ``utilisation`` reports.
+
+    - MX split: on a chip whose MX array splits (Trainium3: 4 x 128 rows),
+      a matmul with K short of 512 runs its output tiles on the sub-arrays
+      side by side when that is faster, so K=128 or 256 reaches 4x BF16
+      given at least 4 output tiles per core (:func:`_split_schedule`).
+    - ``sparsity`` (an MX dtype only; "4:8", "4:16", ... as the spec lists):
+      one pass covers the spec's dense-equivalent factor times more K, so
+      both streaming and issue shrink by it (4:8 / 4:16: 4x dense MX).
+      Patterns without a published rate run at the dense rate (a note says
+      so). HBM traffic here counts dense operands; callers that store only
+      the kept values price their bytes (:func:`torch_trn3.chip_model.charge_matmul`).
+
+    Convolutions are charged as their GEMM.
     """
     if min(m, n, k, batch) < 0:
         raise ValueError(f"matmul dims must be >= 0, got m={m} n={n} k={k} batch={batch}")
@@ -158,36 +219,45 @@ def matmul_cost(dev: LogicalDeviceSpec, m: int, n: int, k: int, batch: int = 1,
                 f"{list(_MX_DTYPES)}, got {dtype!r}"
             )
         speedup = tensor.sparse_factor(sparsity)
-        notes.append(f"{sparsity} sparsity: {speedup:g}x dense MX throughput")
+        if tensor.sparse_rate_published(sparsity):
+            notes.append(f"{sparsity} sparsity: {speedup:g}x dense MX throughput")
+        else:
+            notes.append(f"{sparsity} sparsity: rate not published for {dev.chip.name}, "
+                         "charged at the dense MX rate")
     if name in _MX_DTYPES and not tensor.mx_native:
         notes.append(f"{dev.chip.name} has no MX hardware: modelled at its FP8 rate")
     if passes > 1:
         notes.append(f"{name} takes {passes} passes through the array "
                      f"(1/{passes} of the BF16 rate)")
 
-    k_tiles = ceil(k / array.rows)
     m_tiles = ceil(m / array.cols)
     n_tiles = ceil(n / array.max_moving)
-    k_fill = k / (k_tiles * array.rows)
+    # Each output tile (batch x M tile x N chunk) runs its K passes on one core.
+    out_tiles = batch * m_tiles * n_tiles
+    busiest = ceil(out_tiles / dev.cores)          # output tiles on the busiest core
+    n_per_tile = n / n_tiles                       # moving columns per tile (mean)
+    plan = _k_schedule(tensor, array, k, busiest, speedup, passes, n_per_tile)
+
+    k_fill = k / (plan.passes_per_tile * plan.rows)
     m_fill = m / (m_tiles * array.cols)
+    if plan.mode == "split":
+        notes.append(f"MX array split into {tensor.mx_split_ways} independent "
+                     f"{tensor.mx_sub_array_rows}-row arrays: {plan.occupancy:.0%} of them busy")
     if k_fill < 1:
-        notes.append(f"K={k} fills {k_fill:.0%} of the {array.rows}-row array "
-                     f"over {k_tiles} K tile(s)")
+        kind = "sub-array" if plan.mode == "split" else "array"
+        notes.append(f"K={k} fills {k_fill:.0%} of the {plan.rows}-row {kind} "
+                     f"over {plan.passes_per_tile} K tile(s)")
     if m_fill < 1:
         notes.append(f"M={m} fills {m_fill:.0%} of the {array.cols} stationary "
                      f"columns over {m_tiles} M tile(s)")
     if n < array.max_moving:
         notes.append(f"N={n} streams fewer than {array.max_moving} columns per "
                      "instruction, so the fixed issue cost weighs more")
-
-    # Each output tile (batch x M tile x N chunk) runs its K tiles on one core.
-    out_tiles = batch * m_tiles * n_tiles
-    busiest = ceil(out_tiles / dev.cores)          # output tiles on the busiest core
     if out_tiles < dev.cores:
         notes.append(f"output tiles occupy only {out_tiles} of {dev.cores} cores")
-    total_cycles = batch * m_tiles * k_tiles * n * passes / speedup
-    compute_s = total_cycles * busiest / out_tiles / tensor.clock_hz
-    instructions = busiest * k_tiles
+
+    compute_s = plan.steps * n_per_tile * passes / tensor.clock_hz
+    instructions = plan.steps
     overhead_s = instructions * tensor.issue_overhead_cycles / tensor.clock_hz
 
     in_bytes = batch * (m * k + k * n) * dtype_bytes(name)
@@ -196,8 +266,8 @@ def matmul_cost(dev: LogicalDeviceSpec, m: int, n: int, k: int, batch: int = 1,
         notes.append("HBM traffic counts dense operands")
     return _roofline(dev, Engine.TENSOR, 2.0 * batch * m * n * k,
                      in_bytes + out_bytes, compute_s, overhead_s, in_bytes,
-                     utilisation=k_fill * m_fill, instructions=instructions,
-                     notes=notes)
+                     utilisation=k_fill * m_fill * plan.occupancy,
+                     instructions=instructions, notes=notes)
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ Source tags used in the comments:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Optional
 
 GIB = 1 << 30
@@ -107,6 +107,12 @@ class SystolicArraySpec:
         return self.rows * self.cols
 
 
+#: Speed-up charged for a sparsity pattern the chip supports but whose rate
+#: is not published: none (the dense MX rate). Inventing one would be a
+#: guess; the sparse weight still saves HBM traffic (only kept values move).
+UNPUBLISHED_SPARSE_FACTOR = 1.0
+
+
 @dataclass(frozen=True)
 class TensorEngineSpec:
     """The matmul engine: a BF16 array and a low-precision (MX/FP8) array."""
@@ -123,10 +129,23 @@ class TensorEngineSpec:
     mx_native: bool
     #: Structured-sparsity patterns (kept:group along K) of MX matmuls and
     #: their throughput in dense-equivalent FLOPs relative to dense MX, as
-    #: ``((pattern, factor), ...)`` (a tuple keeps the spec hashable).
-    sparse_speedup: "tuple[tuple[str, float], ...]"
+    #: ``((pattern, factor), ...)`` (a tuple keeps the spec hashable). A
+    #: factor of ``None`` means the chip supports the pattern but its rate is
+    #: not published: the model then claims no speed-up
+    #: (:data:`UNPUBLISHED_SPARSE_FACTOR`) and says so in the op's notes.
+    sparse_speedup: "tuple[tuple[str, Optional[float]], ...]"
     #: Fixed cycles each matmul instruction costs besides streaming columns.
     issue_overhead_cycles: int
+    #: The MX array can run as this many independent arrays of
+    #: ``mx_array.rows // mx_split_ways`` K rows each (1: it cannot split).
+    #: A matmul whose K is short of the full array's rows keeps every PE
+    #: busy by giving each sub-array its own output tiles.
+    mx_split_ways: int = 1
+
+    def __post_init__(self):
+        if self.mx_split_ways < 1 or self.mx_array.rows % self.mx_split_ways:
+            raise ValueError(f"mx_split_ways={self.mx_split_ways} must divide the "
+                             f"MX array's {self.mx_array.rows} rows")
 
     def array_for(self, dtype: str) -> "tuple[SystolicArraySpec, int]":
         """(array, passes) a matmul in ``dtype`` runs on; ValueError if none."""
@@ -142,8 +161,7 @@ class TensorEngineSpec:
             "['bf16', 'fp16', 'fp32', 'fp8', 'mxfp8', 'mxfp4']"
         )
 
-    def sparse_factor(self, pattern: str) -> float:
-        """Dense-equivalent speed-up of MX sparsity ``pattern`` ("4:8", ...)."""
+    def _sparse_entry(self, pattern: str) -> Optional[float]:
         factors = dict(self.sparse_speedup)
         if pattern not in factors:
             raise ValueError(
@@ -151,6 +169,22 @@ class TensorEngineSpec:
                 f"allowed values are {sorted(factors)}"
             )
         return factors[pattern]
+
+    def sparse_factor(self, pattern: str) -> float:
+        """Dense-equivalent speed-up the model charges for MX sparsity
+        ``pattern`` ("4:8", ...): the published rate, or
+        :data:`UNPUBLISHED_SPARSE_FACTOR` when none is published."""
+        factor = self._sparse_entry(pattern)
+        return UNPUBLISHED_SPARSE_FACTOR if factor is None else factor
+
+    def sparse_rate_published(self, pattern: str) -> bool:
+        """True when the speed-up of ``pattern`` is a published figure."""
+        return self._sparse_entry(pattern) is not None
+
+    @property
+    def mx_sub_array_rows(self) -> int:
+        """K rows of one of the MX array's independent sub-arrays."""
+        return self.mx_array.rows // self.mx_split_ways
 
     def peak_flops_per_core(self, dtype: str) -> float:
         """Dense peak FLOP/s of one core: 2 x MACs/cycle x clock / passes."""
@@ -293,10 +327,10 @@ class ChipSpec:
     dma: DmaSpec
     core_memory: CoreMemorySpec
     intercore: InterCoreSpec
-    #: Scale-up (NeuronLink) bandwidth per chip per direction, bytes/s.
+    #: Scale-up (NeuronLink) bandwidth per chip per direction, bytes/s. The
+    #: torus and switched system models (:mod:`.systems`) build their links
+    #: from it; scale-out (EFA) lives in :mod:`.systems` with its options.
     scale_up_bytes_per_s: float
-    #: Scale-out (EFA) bandwidth per chip, bytes/s.
-    scale_out_bytes_per_s: float
     #: How a flash-attention kernel uses the engines (software estimates).
     flash_attention: FlashAttentionSpec = FLASH_ATTENTION
     #: Published BF16 Tensor Engine peak per NeuronCore, FLOP/s: ~79 TFLOPS
@@ -356,27 +390,41 @@ _DMA_ISSUE_S = 1e-6
 #: so it runs at half the chip's HBM bandwidth (set per chip below).
 _INTERCORE_FREE_LNC = 2
 _INTERCORE_SYNC_S = 1e-6
-#: Scale-out: 200 Gb/s EFA per chip [deep dive: EFAv4, most Trn3 racks;
-#: Trn2: 3.2 Tb/s EFAv3 per 16-chip instance, the same per chip].
-_EFA_BYTES_PER_S = 200e9 / 8
 
+
+#: Trn3 HBM bandwidth per chip [deep dive est. ~1.7x Trn2's; neuron table
+#: ~4.9 TB/s; the NKI guide says 4.7].
+_TRN3_HBM_BYTES_PER_S = 4.9e12
+#: Trn2 HBM bandwidth per chip [neuron: ~2.9 TB/s].
+_TRN2_HBM_BYTES_PER_S = 2.9e12
+#: Scale-up (NeuronLink v4) per chip per direction [deep dive: 1.2 TB/s].
+_TRN3_SCALE_UP_BYTES_PER_S = 1.2e12
+#: Scale-up (NeuronLink v3) per chip per direction [neuron: 1.28 TB/s per
+#: Trainium2 chip, counted over both directions as the 2.56 TB/s the same
+#: docs give Trainium3 (twice Trn2's); 1.28 / 2 = 0.64 TB/s each way].
+_TRN2_SCALE_UP_BYTES_PER_S = 1.28e12 / 2
 
 TRN3 = ChipSpec(
     name="Trainium3",
     cores_per_chip=8,                    # [deep dive]
     hbm_bytes=144 * GIB,                 # [neuron] (deep dive says "144 GB")
-    hbm_bytes_per_s=4.9e12,              # [deep dive est. ~1.7x Trn2; neuron
-                                         #  table; NKI guide says 4.7]
+    hbm_bytes_per_s=_TRN3_HBM_BYTES_PER_S,
     tensor=TensorEngineSpec(
         clock_hz=_PE_CLOCK_HZ,
         bf16_array=_BF16_ARRAY,          # BF16 array unchanged [deep dive]
         # 512x128 MXFP8/MXFP4 array [deep dive]; contraction up to 512 per
         # nc_matmul_mx [neuron] -> 2*512*128*2.4e9 = 314.6 TFLOPS/core (~315).
         mx_array=SystolicArraySpec(rows=512, cols=128, max_moving=512),
+        # "The 512x128 array can be split into 4 independent 128x128 arrays
+        # that push four results per cycle into PSUM" [deep dive].
+        mx_split_ways=4,
         fp32_passes=_FP32_PASSES,
         mx_native=True,
-        # MXFP8 4:8 and 4:16 give 4x dense FLOPs [deep dive].
-        sparse_speedup=(("4:8", 4.0), ("4:16", 4.0)),
+        # MXFP8 4:8 and 4:16 give 4x dense FLOPs [deep dive]. 4:12, 2:8, 2:4,
+        # 1:4 and 1:2 are supported by NeuronCore-v4 [neuron] but their rate
+        # is not published: None (charged at the dense MX rate, see above).
+        sparse_speedup=(("4:8", 4.0), ("4:16", 4.0), ("4:12", None), ("2:8", None),
+                        ("2:4", None), ("1:4", None), ("1:2", None)),
         issue_overhead_cycles=_PE_ISSUE_CYCLES,
     ),
     vector=LaneEngineSpec(
@@ -412,68 +460,39 @@ TRN3 = ChipSpec(
     intercore=InterCoreSpec(
         free_lnc=_INTERCORE_FREE_LNC,
         sync_s=_INTERCORE_SYNC_S,
-        bytes_per_s=4.9e12 / 2,          # [est.] half of HBM (see above)
+        bytes_per_s=_TRN3_HBM_BYTES_PER_S / 2,   # [est.] half of HBM (see above)
     ),
-    scale_up_bytes_per_s=1.2e12,         # NeuronLink v4, per direction [deep dive]
-    scale_out_bytes_per_s=_EFA_BYTES_PER_S,
+    scale_up_bytes_per_s=_TRN3_SCALE_UP_BYTES_PER_S,
 )
 
-TRN2 = ChipSpec(
+#: Trainium2 is Trainium3 with the fields below changed; everything not
+#: named (cores, BF16 array, PE and Scalar clocks, PSUM, DMA engines, issue
+#: costs) is the same on both generations [neuron table].
+TRN2 = replace(
+    TRN3,
     name="Trainium2",
-    cores_per_chip=8,                    # [deep dive]
     hbm_bytes=96 * GIB,                  # [neuron] (deep dive says "96 GB")
-    hbm_bytes_per_s=2.9e12,              # [neuron]
-    tensor=TensorEngineSpec(
-        clock_hz=_PE_CLOCK_HZ,
-        bf16_array=_BF16_ARRAY,
+    hbm_bytes_per_s=_TRN2_HBM_BYTES_PER_S,
+    tensor=replace(
+        TRN3.tensor,
         # FP8 runs at 2x BF16 (~1,299 vs ~667 TFLOPS/chip [neuron]), half of
         # Trn3's MX rate [deep dive]. Modelled as two K rows per PE per cycle
         # [est.: "double row" FP8 mode], i.e. a 256x128 contraction.
         mx_array=SystolicArraySpec(rows=2 * _PARTITIONS, cols=128, max_moving=512),
-        fp32_passes=_FP32_PASSES,
+        # No split of the FP8 array is stated for Trainium2 [est.: none].
+        mx_split_ways=1,
         mx_native=False,                 # MX is new in NeuronCore-v4 [neuron]
-        # Trn2's sparse speed-up is not published [est.: not modelled].
+        # NeuronCore-v3 lists the same patterns [neuron], but Trn2 has no MX
+        # matmul and no sparse rate is published [est.: not modelled].
         sparse_speedup=(),
-        issue_overhead_cycles=_PE_ISSUE_CYCLES,
     ),
-    vector=LaneEngineSpec(
-        clock_hz=0.96e9,                 # [neuron]
-        lanes=_ACT_LANES,
-        elems_per_instruction=_ACT_ELEMS_PER_INSTRUCTION,
-        issue_overhead_cycles=_ACT_ISSUE_CYCLES,
-    ),
-    scalar=ScalarEngineSpec(
-        clock_hz=_SCALAR_CLOCK_HZ,
-        lanes=_ACT_LANES,
-        elems_per_instruction=_ACT_ELEMS_PER_INSTRUCTION,
-        issue_overhead_cycles=_ACT_ISSUE_CYCLES,
-        transcendental_per_lane_cycle=_TRN2_EXP_PER_LANE_CYCLE,
-    ),
-    gpsimd=LaneEngineSpec(
-        clock_hz=_GPSIMD_CLOCK_HZ,
-        lanes=_GPSIMD_LANES,
-        elems_per_instruction=_ACT_ELEMS_PER_INSTRUCTION,
-        issue_overhead_cycles=_ACT_ISSUE_CYCLES,
-    ),
-    dma=DmaSpec(
-        engines=_DMA_ENGINES,
-        bytes_per_s=3.5e12,              # [neuron] per chip
-        issue_overhead_s=_DMA_ISSUE_S,
-    ),
-    core_memory=CoreMemorySpec(
-        sbuf_bytes=24 * MIB,             # [neuron] "24-28 MiB": the low end
-        psum_bytes=_PSUM_BYTES,
-        partitions=_PARTITIONS,
-        psum_banks=_PSUM_BANKS,
-    ),
-    intercore=InterCoreSpec(
-        free_lnc=_INTERCORE_FREE_LNC,
-        sync_s=_INTERCORE_SYNC_S,
-        bytes_per_s=2.9e12 / 2,          # [est.] half of HBM (see above)
-    ),
-    # NeuronLink v3 per chip [est.: not in TRN3_FACTS; ~1 TB/s].
-    scale_up_bytes_per_s=1.0e12,
-    scale_out_bytes_per_s=_EFA_BYTES_PER_S,
+    vector=replace(TRN3.vector, clock_hz=0.96e9),                       # [neuron]
+    scalar=replace(TRN3.scalar, transcendental_per_lane_cycle=_TRN2_EXP_PER_LANE_CYCLE),
+    dma=replace(TRN3.dma, bytes_per_s=3.5e12),                          # [neuron] per chip
+    # [neuron] "24-28 MiB": the low end.
+    core_memory=replace(TRN3.core_memory, sbuf_bytes=24 * MIB),
+    intercore=replace(TRN3.intercore, bytes_per_s=_TRN2_HBM_BYTES_PER_S / 2),  # [est.]
+    scale_up_bytes_per_s=_TRN2_SCALE_UP_BYTES_PER_S,
 )
 
 CHIPS = {"trn3": TRN3, "trn2": TRN2}
