@@ -29,6 +29,10 @@ import torch.nn.functional as F
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 
+# The model is written out here rather than imported from torch_trn3.testing
+# (the decoder the tests and benchmarks share): an example is read and copied
+# on its own, so it shows every module FSDP2 wraps and depends on nothing but
+# torch and torch_trn3's public API.
 class Block(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()

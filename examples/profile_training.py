@@ -26,6 +26,9 @@ import torch_trn3  # noqa: F401  (registers "trn" if autoload is off)
 import torch_trn3.profiler as tp
 
 
+# A self-contained GPT (tied head, position embedding, scaled init) rather
+# than torch_trn3.testing's decoder that the tests and benchmarks share: an
+# example is read and copied on its own, and shows the whole model it profiles.
 class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()

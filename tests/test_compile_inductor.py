@@ -10,8 +10,9 @@ import torch.nn.functional as F
 import torch_trn3
 import torch_trn3.profiler as tp
 from torch_trn3 import _C
+from torch_trn3.testing import TinyDecoder
 
-from trn_testing import requires_devices, run_python, tiny_decoder
+from trn_testing import requires_devices, run_python
 
 FP32 = dict(rtol=1e-5, atol=1e-5)
 
@@ -67,7 +68,7 @@ def test_decoder_training_matches_eager(backend):
     losses = {}
     for mode in ("eager", backend):
         torch.manual_seed(0)
-        model = tiny_decoder(d_model=64, n_heads=2, n_layers=2, seq=32).to("trn").eval()
+        model = TinyDecoder(vocab=512, dim=64, heads=2, layers=2, seq=32).to("trn").eval()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         run = model if mode == "eager" else torch.compile(model, backend=backend)
         tokens = torch.randint(0, 512, (2, 33), generator=torch.Generator().manual_seed(0)).to("trn")
@@ -225,7 +226,7 @@ def test_trn3_charges_matmul_and_epilogue_as_one_tensor_engine_kernel():
 
 def test_compiled_step_is_faster_than_eager_in_modelled_time():
     torch.manual_seed(0)
-    model = tiny_decoder(d_model=128, n_heads=2, n_layers=2, seq=64).to("trn").eval()
+    model = TinyDecoder(vocab=512, dim=128, heads=2, layers=2, seq=64).to("trn").eval()
     tokens = torch.randint(0, 512, (2, 65), device="trn")
 
     def step(run):

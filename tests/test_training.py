@@ -1,7 +1,9 @@
 """Train a small transformer end to end on trn and compare with the same run on the CPU.
 
-The model has an embedding, LayerNorm, causal SDPA attention, dropout, a GELU
-MLP and a cross-entropy loss, trained with AdamW. In fp32 the trn run executes
+The model is the tests' and benchmarks' shared decoder
+(:class:`torch_trn3.testing.TinyDecoder`): an embedding, a learned position
+table, LayerNorm, causal SDPA attention, dropout, a GELU MLP and a
+cross-entropy loss, trained with AdamW. In fp32 the trn run executes
 the CPU's kernels and draws dropout masks from the same random stream, so its
 losses and weights must be bit-equal to the CPU run's, step for step.
 """
@@ -14,49 +16,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch_trn3  # noqa: F401
+from torch_trn3.testing import TinyDecoder
 
-VOCAB, DIM, HEADS, SEQ, BATCH, STEPS = 64, 32, 4, 16, 4, 5
-
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(DIM)
-        self.qkv = nn.Linear(DIM, 3 * DIM)
-        self.proj = nn.Linear(DIM, DIM)
-        self.ln2 = nn.LayerNorm(DIM)
-        self.fc1 = nn.Linear(DIM, 4 * DIM)
-        self.fc2 = nn.Linear(4 * DIM, DIM)
-        self.drop = nn.Dropout(0.1)
-
-    def attention(self, x):
-        b, s, _ = x.shape
-        q, k, v = self.qkv(x).split(DIM, dim=-1)
-        q, k, v = (t.view(b, s, HEADS, DIM // HEADS).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(a.transpose(1, 2).reshape(b, s, DIM))
-
-    def forward(self, x):
-        x = x + self.drop(self.attention(self.ln1(x)))
-        return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
-
-
-class TinyLM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(VOCAB, DIM)
-        self.blocks = nn.Sequential(Block(), Block())
-        self.ln_f = nn.LayerNorm(DIM)
-        self.head = nn.Linear(DIM, VOCAB)
-
-    def forward(self, idx):
-        return self.head(self.ln_f(self.blocks(self.emb(idx))))
+VOCAB, DIM, HEADS, LAYERS, SEQ, BATCH, STEPS = 64, 32, 4, 2, 16, 4, 5
 
 
 @pytest.fixture(scope="module")
 def base_model():
     torch.manual_seed(0)
-    return TinyLM()
+    return TinyDecoder(vocab=VOCAB, dim=DIM, heads=HEADS, layers=LAYERS, seq=SEQ, dropout=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -187,19 +155,20 @@ def test_autocast_is_enabled_for_trn_inside_the_context():
 
 
 class ManualBf16(nn.Module):
-    """TinyLM's forward with CUDA's autocast policy applied by hand, for a CPU run:
+    """TinyDecoder's forward with CUDA's autocast policy applied by hand, for a CPU run:
     linear and SDPA in bf16; layer_norm and nll_loss in fp32; everything else
     in the dtype of its inputs. Dropout runs as torch.native_dropout: for a
     trn tensor (as for CUDA) F.dropout takes that fused op, while for a CPU
     tensor it takes a composite whose bf16 backward rounds differently."""
 
-    def __init__(self, model: TinyLM):
+    def __init__(self, model: TinyDecoder):
         super().__init__()
         self.m = model
 
     @staticmethod
     def linear(mod, x):
-        return F.linear(x.bfloat16(), mod.weight.bfloat16(), mod.bias.bfloat16())
+        bias = None if mod.bias is None else mod.bias.bfloat16()
+        return F.linear(x.bfloat16(), mod.weight.bfloat16(), bias)
 
     @staticmethod
     def layer_norm(mod, x):
@@ -209,20 +178,23 @@ class ManualBf16(nn.Module):
     def dropout(mod, x):
         return torch.native_dropout(x, mod.p, mod.training)[0]
 
-    def block(self, blk, x):
+    def attention(self, attn, x):
         b, s, _ = x.shape
-        q, k, v = self.linear(blk.qkv, self.layer_norm(blk.ln1, x)).split(DIM, dim=-1)
-        q, k, v = (t.view(b, s, HEADS, DIM // HEADS).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (self.linear(p, x).view(b, s, -1, attn.head_dim).transpose(1, 2)
+                   for p in (attn.q, attn.k, attn.v))
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.dropout(blk.drop, self.linear(blk.proj, a.transpose(1, 2).reshape(b, s, DIM)))
-        h = F.gelu(self.linear(blk.fc1, self.layer_norm(blk.ln2, x)))
-        return x + self.dropout(blk.drop, self.linear(blk.fc2, h))
+        return self.linear(attn.o, a.transpose(1, 2).reshape(b, s, -1))
+
+    def block(self, blk, x):
+        x = x + self.dropout(blk.drop, self.attention(blk.attn, self.layer_norm(blk.ln1, x)))
+        h = F.gelu(self.linear(blk.mlp.w1, self.layer_norm(blk.ln2, x)))
+        return x + self.dropout(blk.drop, self.linear(blk.mlp.w2, h))
 
     def forward(self, idx):
-        x = self.m.emb(idx)
+        x = self.m.tok(idx) + self.m.pos[: idx.shape[1]]
         for blk in self.m.blocks:
             x = self.block(blk, x)
-        return self.linear(self.m.head, self.layer_norm(self.m.ln_f, x))
+        return self.linear(self.m.head, self.layer_norm(self.m.ln, x))
 
 
 def train_manual_bf16_on_cpu(base_model, batches, seed=1234):

@@ -57,13 +57,3 @@ def run_python(code: str, timeout: float = 120, **env_overrides: str) -> subproc
         timeout=timeout,
     )
 
-
-def tiny_decoder(**sizes):
-    """The benchmarks' small decoder (benchmarks/common.py), so tests and
-    benchmarks measure one model."""
-    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    from common import TinyDecoder
-
-    return TinyDecoder(**sizes)

@@ -20,7 +20,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from models import Transformer, lm_loss
+from torch_trn3.testing import TinyDecoder, lm_loss
 from workers import DEV, RANK, WORLD, check
 
 STEPS = 2
@@ -48,7 +48,7 @@ def _sharded_model(seed: int):
     from torch.distributed.fsdp import fully_shard
 
     torch.manual_seed(seed)
-    model = Transformer(seq=SEQ).to(DEV)
+    model = TinyDecoder(seq=SEQ).to(DEV)
     for blk in model.blocks:
         fully_shard(blk)
     fully_shard(model)

@@ -1,77 +1,13 @@
-"""Small models the distributed tests train: a transformer and an MoE layer
-with expert parallelism (dispatch/combine through ``all_to_all_single`` with
-uneven splits, experts through ``torch._grouped_mm``)."""
+"""The MoE layer the distributed tests train, with expert parallelism
+(dispatch/combine through ``all_to_all_single`` with uneven splits, experts
+through ``torch._grouped_mm``). The transformer they train is the shared
+:class:`torch_trn3.testing.TinyDecoder`."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.head_dim = dim // heads
-        self.q = nn.Linear(dim, dim, bias=False)
-        self.k = nn.Linear(dim, dim, bias=False)
-        self.v = nn.Linear(dim, dim, bias=False)
-        self.o = nn.Linear(dim, dim, bias=False)
-
-    def forward(self, x):
-        b, t, _ = x.shape
-        # -1 heads: under tensor parallelism q/k/v hold this rank's heads only
-        q, k, v = (p(x).view(b, t, -1, self.head_dim).transpose(1, 2) for p in (self.q, self.k, self.v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.o(y.transpose(1, 2).reshape(b, t, -1))
-
-
-class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.w1 = nn.Linear(dim, hidden)
-        self.w2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.w2(F.gelu(self.w1(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
-        self.ln2 = nn.LayerNorm(dim)
-        self.mlp = MLP(dim, 4 * dim)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
-class Transformer(nn.Module):
-    def __init__(self, vocab: int = 64, dim: int = 32, heads: int = 4, layers: int = 2, seq: int = 16):
-        super().__init__()
-        self.tok = nn.Embedding(vocab, dim)
-        self.pos = nn.Parameter(torch.randn(seq, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
-        self.ln = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, vocab, bias=False)
-
-    def forward(self, idx):
-        x = self.tok(idx) + self.pos[: idx.shape[1]]
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.ln(x))
-
-
-def lm_loss(model, idx):
-    logits = model(idx[:, :-1])
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), idx[:, 1:].reshape(-1))
-
-
-# ---------------------------------------------------------------- MoE
 def route(x: torch.Tensor, router: torch.Tensor, top_k: int):
     """Token-choice top-k: (expert ids [T, k], gate weights [T, k])."""
     probs = torch.softmax(x @ router, dim=-1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from models import Transformer, lm_loss
+from torch_trn3.testing import TinyDecoder, lm_loss
 from workers import DEV, RANK, check
 
 DIM, LAYERS, SEQ, BATCH = 128, 4, 64, 4
@@ -33,7 +33,7 @@ def scenario_overlap():
 
     dist.init_process_group("trnccl")
     torch.manual_seed(0)
-    model = Transformer(dim=DIM, layers=LAYERS, seq=SEQ).to(DEV)
+    model = TinyDecoder(dim=DIM, layers=LAYERS, seq=SEQ).to(DEV)
     mp = MixedPrecisionPolicy(param_dtype=torch.float32)
     for block in model.blocks:
         fully_shard(block, mp_policy=mp)

@@ -8,7 +8,8 @@ import copy
 import torch
 import torch.distributed as dist
 
-from models import Transformer, lm_loss, moe_expert_parallel, moe_reference
+from models import moe_expert_parallel, moe_reference
+from torch_trn3.testing import TinyDecoder, lm_loss
 from workers import DEV, RANK, WORLD, check, close
 
 STEPS = 3
@@ -33,9 +34,9 @@ def _data(step: int) -> torch.Tensor:
     return torch.randint(0, 64, (BATCH_PER_RANK * WORLD, SEQ + 1), generator=g)
 
 
-def _fresh_model() -> Transformer:
+def _fresh_model() -> TinyDecoder:
     torch.manual_seed(0)
-    return Transformer(seq=SEQ).to(DEV)
+    return TinyDecoder(seq=SEQ).to(DEV)
 
 
 def _reference(param_dtype=None) -> dict:
