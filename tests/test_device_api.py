@@ -232,12 +232,47 @@ def test_event_elapsed_time_grows_with_device_work():
     assert start.elapsed_time(end) > 0.0  # three 128^3 matmuls take modelled time
 
 
+def _timed_event(stream=None):
+    e = torch.trn.Event(enable_timing=True)
+    e.record(stream)
+    return e
+
+
 def test_stream_wait_event():
-    s = torch.trn.Stream()
-    e = torch.trn.Event()
-    e.record()
-    s.wait_event(e)
-    torch.trn.current_stream().wait_stream(s)
+    """Modelled time: a stream that waits an event starts its next op at the
+    event's time (not before), waiting never moves a stream back, and
+    ``wait_stream`` brings the waiting stream up to the other's last op."""
+    a = torch.randn(256, 256, device="trn")
+    x = torch.randn(4096, device="trn")
+    side = torch.trn.Stream()
+    default = torch.trn.current_stream()
+    default.wait_stream(side)               # streams are pooled: start level or ahead
+    base = _timed_event()
+    a @ a                                   # default stream: one matmul
+    done_mm = _timed_event()
+    assert base.elapsed_time(done_mm) > 0
+    side_before = _timed_event(side)
+    # a fresh stream's clock is behind the default stream's matmul ...
+    assert done_mm.elapsed_time(side_before) < 0
+    side.wait_event(done_mm)
+    side_waited = _timed_event(side)
+    # ... and waiting lifts it exactly to the event's time
+    assert done_mm.elapsed_time(side_waited) == 0.0
+    with torch.trn.stream(side):
+        x.exp()
+    side_done = _timed_event(side)
+    exp_ms = side_waited.elapsed_time(side_done)
+    assert exp_ms > 0
+    # the exp started at the event: it ends one exp after the matmul
+    assert done_mm.elapsed_time(side_done) == pytest.approx(exp_ms, rel=1e-9)
+    # waiting an event already passed does not move the stream back
+    default.wait_event(base)
+    assert done_mm.elapsed_time(_timed_event(default)) == 0.0
+    # wait_stream: the default stream now starts after the side stream's exp
+    default.wait_stream(side)
+    after = _timed_event(default)
+    assert side_done.elapsed_time(after) == 0.0
+    assert done_mm.elapsed_time(after) == pytest.approx(exp_ms, rel=1e-9)
 
 
 # ---------------------------------------------------------------- torch.accelerator
@@ -258,8 +293,29 @@ def test_accelerator_device_index_context():
 
 
 def test_accelerator_synchronize():
-    torch.ones(3, device="trn").add_(1)
-    torch.accelerator.synchronize()
+    """Kernels run synchronously on the host, so synchronize returns at once;
+    the device clock it reconciles (the one the profiler's windows end at)
+    is then at the end of the last op of the busiest stream, and a bad
+    device index is refused like CUDA's."""
+    from torch_trn3 import _C
+
+    side = torch.trn.Stream(device=0)
+    a = torch.randn(256, 256, device="trn:0")
+    side.wait_stream(torch.trn.current_stream(0))   # start level with the default stream
+    start = _timed_event(side)
+    with torch.trn.stream(side):
+        a @ a @ a                           # the longer stream
+    side_end = _timed_event(side)
+    torch.ones(3, device="trn:0").add_(1)   # a short op on the default stream
+    torch.accelerator.synchronize(0)
+    now = _C._device_now(0)
+    assert start.elapsed_time(side_end) > 0
+    assert now == _C._stream_now(0, side.stream_id)
+    assert now >= _C._stream_now(0, torch.trn.current_stream(0).stream_id)
+    torch.accelerator.synchronize()          # the current device: no change
+    assert _C._device_now(0) == now
+    with pytest.raises(IndexError, match="invalid device index 99"):
+        torch.accelerator.synchronize(99)
 
 
 def test_accelerator_streams():
