@@ -307,7 +307,7 @@ def charge_matmul(op: str, inputs: Sequence, outputs: Sequence, m: int, n: int, 
     """Charges one Tensor Engine matmul for a kernel written in Python (run
     its body under :func:`uncharged`). No-op unless the outputs are on trn.
 
-    ``sparsity`` ("4:8", "4:16") runs at the spec's sparse MX rate;
+    ``sparsity`` (a pattern the spec lists) runs at the spec's sparse MX rate;
     ``weight_bytes_per_element`` prices the (n, k) operand's HBM bytes in
     another format than ``dtype`` (W4A8: MXFP4 weights in HBM, MXFP8
     compute; sparse weights: only the kept values and their indices).
