@@ -1,0 +1,169 @@
+"""Flash-attention forward as an NKI kernel on trn.
+
+    out = softmax(q @ k^T * scale) @ v        q, k, v: (heads, seq, d), d <= 128
+
+Per head, K is transposed once into SBUF (d on the partitions: the matmul
+contraction) and V kept as 128-row tiles. Per 128-query tile the kernel walks
+the keys in blocks of 512 with the online softmax, never materialising the
+(seq, seq) score matrix:
+
+    s     = qT^T @ kT[:, block]                   Tensor Engine -> PSUM (128, 512) fp32
+    m'    = max(m, rowmax(s))                     Vector Engine
+    p     = exp(s - m'), rowsum(p)                one Scalar Engine activation (bias=-m', reduce)
+    alpha = exp(m - m')
+    l     = l * alpha + rowsum(p)
+    o     = o * alpha + p @ v[block]              p^T by nc_transpose, then 4 accumulating matmuls
+
+and finally out = o / l. Scores and probabilities stay on chip; HBM traffic
+is q, k, v in and out once, so the kernel is Tensor-Engine bound. Run:
+
+    python examples/nki/flash_attention.py
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from torch_trn3 import nki
+import torch_trn3.nki.isa as nisa
+import torch_trn3.nki.language as nl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import compare, modelled_ms  # noqa: E402
+
+P = nl.tile_size.pmax        # 128: query tile, key sub-tile, max head dim
+KB = nl.tile_size.psum_fmax  # 512: keys per block (one PSUM bank of fp32 scores)
+
+
+def _transpose_to_sbuf(src, dtype):
+    """SBUF (cols, rows) copy of SBUF tile ``src`` (rows, cols), via the Tensor Engine."""
+    rows, cols = src.shape
+    tp = nl.ndarray((cols, rows), dtype=src.dtype, buffer=nl.psum)
+    nisa.nc_transpose(dst=tp, data=src)
+    out = nl.ndarray((cols, rows), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=out, src=tp)
+    return out
+
+
+@nki.jit
+def flash_attention_fwd_kernel(q, k, v, scale):
+    """(heads, seq, d) q, k, v (bf16) -> softmax(q k^T * scale) v, (heads, seq, d)."""
+    heads, seq, d = q.shape
+    out = nl.ndarray((heads, seq, d), dtype=q.dtype, buffer=nl.shared_hbm)
+    n_q, n_kb, sub = seq // P, seq // KB, KB // P
+
+    for h in nl.affine_range(heads):
+        # K^T (d, seq) and the V tiles of this head, loaded once.
+        kT = nl.ndarray((d, seq), dtype=k.dtype, buffer=nl.sbuf)
+        v_tiles = []
+        for j in nl.affine_range(seq // P):
+            kt = nl.ndarray((P, d), dtype=k.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=kt, src=k[h, j * P:(j + 1) * P, :])
+            tp = nl.ndarray((d, P), dtype=k.dtype, buffer=nl.psum)
+            nisa.nc_transpose(dst=tp, data=kt)
+            nisa.tensor_copy(dst=kT[:, j * P:(j + 1) * P], src=tp)
+            vt = nl.ndarray((P, d), dtype=v.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=vt, src=v[h, j * P:(j + 1) * P, :])
+            v_tiles.append(vt)
+
+        for i in nl.affine_range(n_q):
+            qt = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=qt, src=q[h, i * P:(i + 1) * P, :])
+            # scale folded into q^T on its way out of PSUM
+            tq = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.psum)
+            nisa.nc_transpose(dst=tq, data=qt)
+            qT = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=qT, data=tq, op0=nl.multiply, operand0=scale)
+
+            m = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            l = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)
+            for b in nl.sequential_range(n_kb):
+                s = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
+                nisa.nc_matmul(dst=s, stationary=qT, moving=kT[:, b * KB:(b + 1) * KB])
+                block_max = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.tensor_reduce(dst=block_max, op=nl.maximum, data=s, axis=1)
+                m_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                if b == 0:
+                    nisa.tensor_copy(dst=m_new, src=block_max)
+                else:
+                    nisa.tensor_tensor(dst=m_new, data1=m, data2=block_max, op=nl.maximum)
+                neg_m = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.tensor_scalar(dst=neg_m, data=m_new, op0=nl.multiply, operand0=-1.0)
+                p = nl.ndarray((P, KB), dtype=q.dtype, buffer=nl.sbuf)
+                rowsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_m, reduce_op=nl.add,
+                                reduce_res=rowsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+
+                pv = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+                for c in nl.static_range(sub):
+                    pT = _transpose_to_sbuf(p[:, c * P:(c + 1) * P], q.dtype)
+                    nisa.nc_matmul(dst=pv, stationary=pT, moving=v_tiles[b * sub + c],
+                                   accumulate=c > 0)
+                if b == 0:
+                    nisa.tensor_copy(dst=l, src=rowsum)
+                    nisa.tensor_copy(dst=o, src=pv)
+                else:
+                    alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                    nisa.activation(dst=alpha, op=nl.exp, data=m, bias=neg_m)
+                    nisa.scalar_tensor_tensor(dst=l, data=l, op0=nl.multiply, operand0=alpha,
+                                              op1=nl.add, operand1=rowsum)
+                    nisa.scalar_tensor_tensor(dst=o, data=o, op0=nl.multiply, operand0=alpha,
+                                              op1=nl.add, operand1=pv)
+                m = m_new
+            inv_l = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=inv_l, op=nl.reciprocal, data=l)
+            ot = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=ot, data=o, op0=nl.multiply, operand0=inv_l)
+            nisa.dma_copy(dst=out[h, i * P:(i + 1) * P, :], src=ot)
+    return out
+
+
+def check_shapes(q, k, v):
+    heads, seq, d = q.shape
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"flash_attention: q, k, v must have one shape, got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if d > P or seq % KB:
+        raise ValueError(f"flash_attention: head dim must be <= {P} and seq a multiple of {KB}, "
+                         f"got d={d}, seq={seq}")
+
+
+def flash_attention(q, k, v):
+    check_shapes(q, k, v)
+    return flash_attention_fwd_kernel(q, k, v, 1.0 / math.sqrt(q.shape[-1]))
+
+
+def attention_reference(q, k, v):
+    """The same computation as plain torch ops: SDPA (one flash-style kernel on trn)."""
+    return F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0))[0]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=128)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    shape = (args.heads, args.seq, args.dim)
+    q, k, v = (torch.randn(shape, dtype=torch.bfloat16).to("trn") for _ in range(3))
+    out, nki_ms = modelled_ms(flash_attention, q, k, v)
+    ref = attention_reference(q.cpu().float(), k.cpu().float(), v.cpu().float())
+    err = (out.cpu().float() - ref).abs().max().item()
+    flops = 4 * args.heads * args.seq * args.seq * args.dim
+    print(f"flash attention fwd {shape} bf16: max |NKI - torch CPU fp32| = {err:.3e}; "
+          f"{flops / (nki_ms * 1e-3) / 1e12:.1f} TFLOP/s modelled")
+    cmp = compare(f"attention {shape}", flash_attention, attention_reference, q, k, v,
+                  nki_ms=nki_ms)
+    print(cmp.report())
+    return {"err": err, "comparison": cmp}
+
+
+if __name__ == "__main__":
+    main()
