@@ -14,6 +14,7 @@ from math import ceil, log2, prod
 from typing import List, Optional, Sequence, Tuple
 
 from .hw.cost import (
+    ATTENTION_OPS,
     Engine,
     OpCost,
     attention_cost,
@@ -94,6 +95,8 @@ def _sum_costs(costs: List[OpCost]) -> OpCost:
 #: heads, head_dim) (the CUDA flash / efficient kernels). The mask index is
 #: given only where the op's defined-tensor list makes it unambiguous.
 _ATTENTION_OPS = {
+    "scaled_dot_product_attention": ("bhle", False, 0, 3),
+    "_scaled_dot_product_attention_math": ("bhle", False, 0, None),
     "_scaled_dot_product_flash_attention_for_cpu": ("bhle", False, 0, 3),
     "_scaled_dot_product_flash_attention_for_cpu_backward": ("bhle", True, 1, 6),
     "_scaled_dot_product_flash_attention": ("bhle", False, 0, None),
@@ -107,6 +110,11 @@ _ATTENTION_OPS = {
     "_flash_attention_forward": ("blhe", False, 0, None),
     "_flash_attention_backward": ("blhe", True, 1, None),
 }
+
+
+if set(_ATTENTION_OPS) != ATTENTION_OPS:  # one list of attention ops (hw.cost's)
+    raise RuntimeError(f"chip_model attention layouts out of step with hw.cost.ATTENTION_OPS: "
+                       f"{sorted(set(_ATTENTION_OPS) ^ ATTENTION_OPS)}")
 
 
 def _attention_dims(q: TensorDesc, k: TensorDesc, v: TensorDesc, layout: str = "bhle"):

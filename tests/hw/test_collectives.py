@@ -80,7 +80,7 @@ def test_torus_all_to_all_is_limited_by_shared_links(name, links):
     # = S/2 (2D: 2 dims / 4 links; 3D: 3 dims / 6 links).
     system = get_system(name)
     s = 256 * MIB
-    link = 640e9 / links * 236 / 256
+    link = 640e9 / links * 128 / 130   # PCIe Gen5 128b/130b (Trn2)
     assert beta_seconds(system, "all_to_all", s, system.num_chips,
                         sbuf_to_sbuf=True) == pytest.approx(s / 2 / link)
     note = collective_cost(system, "all_to_all", s, system.num_chips).notes

@@ -560,6 +560,23 @@ def dma_cost(dev: LogicalDeviceSpec, nbytes: int, transpose: bool = False) -> Op
 # ATen op classification
 # ---------------------------------------------------------------------------
 
+#: Attention ops, each priced as one flash-attention kernel
+#: (:func:`attention_cost`; ``torch_trn3.chip_model`` reads their layouts),
+#: never as a matmul of their head dim.
+ATTENTION_OPS = frozenset({
+    "_scaled_dot_product_attention_math", "scaled_dot_product_attention",
+    "_scaled_dot_product_fused_attention_overrideable",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_backward",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_efficient_attention_backward",
+    "_efficient_attention_forward", "_efficient_attention_backward",
+    "_flash_attention_forward", "_flash_attention_backward",
+})
+
 _TENSOR_OPS = frozenset({
     "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "dot",
     "vdot", "mv", "addmv", "addr", "outer", "einsum", "tensordot",
@@ -567,15 +584,7 @@ _TENSOR_OPS = frozenset({
     "convolution_backward_overrideable", "_convolution", "conv1d", "conv2d",
     "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "_scaled_mm", "_scaled_grouped_mm", "_grouped_mm", "_int_mm",
-    "_scaled_dot_product_attention_math", "scaled_dot_product_attention",
-    "_scaled_dot_product_fused_attention_overrideable",
-    "_scaled_dot_product_fused_attention_overrideable_backward",
-    "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_flash_attention_for_cpu",
-    "_scaled_dot_product_flash_attention_for_cpu_backward",
-    "_efficient_attention_forward", "_efficient_attention_backward",
-    "_flash_attention_forward", "_flash_attention_backward",
-})
+}) | ATTENTION_OPS
 
 _VECTOR_OPS = frozenset({
     "sum", "nansum", "mean", "nanmean", "prod", "max", "min", "amax", "amin",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Tuple
 
+from .specs import TRN2, TRN3
+
 GBIT = 1e9 / 8  # bytes per second in one Gb/s
 
 
@@ -22,14 +24,18 @@ class LaneSpec:
     """One SerDes lane, one direction."""
 
     name: str
-    #: Signalling rate in transfers/s (PCIe 6.0: 64 GT/s PAM4, PCI-SIG spec).
+    #: Signalling rate in transfers/s, one bit per transfer per lane
+    #: (PCIe 6.0: 64 GT/s PAM4; PCIe 5.0: 32 GT/s NRZ; PCI-SIG specs).
     transfers_per_s: float
-    #: Raw bytes/s per lane per direction: 64 Gb/s / 8 = 8 GB/s (PCIe 6.0).
-    raw_bytes_per_s: float
-    #: Share of raw bytes that carries payload (est.): a PCIe 6.0 FLIT is 256
-    #: bytes of which 236 carry TLPs (the rest DLP, CRC, FEC); TLP headers are
-    #: ignored. Applied to every scale-up link.
+    #: Share of raw bytes that carries payload (est.: TLP headers ignored).
+    #: PCIe 6.0 FLIT mode: 236 of 256 bytes carry TLPs (the rest DLP, CRC,
+    #: FEC). PCIe 5.0: 128b/130b line coding.
     efficiency: float
+
+    @property
+    def raw_bytes_per_s(self) -> float:
+        """Raw bytes/s per lane per direction (PCIe 6.0: 64 Gb/s / 8 = 8 GB/s)."""
+        return self.transfers_per_s / 8
 
     @property
     def bytes_per_s(self) -> float:
@@ -37,11 +43,20 @@ class LaneSpec:
         return self.raw_bytes_per_s * self.efficiency
 
 
+#: Trainium3's NeuronLink v4 lanes (TRN3_FACTS: "160 PCIe Gen6 lanes per chip").
 PCIE_GEN6_LANE = LaneSpec(
     name="PCIe Gen6 x1",
     transfers_per_s=64e9,
-    raw_bytes_per_s=8e9,
     efficiency=236 / 256,
+)
+
+#: Trainium2's NeuronLink v3 torus links (est.: Trainium2 predates PCIe 6
+#: silicon; its lanes are taken as PCIe Gen5 signalling with 128b/130b
+#: coding, not Gen6 FLITs).
+PCIE_GEN5_LANE = LaneSpec(
+    name="PCIe Gen5 x1",
+    transfers_per_s=32e9,
+    efficiency=128 / 130,
 )
 
 
@@ -64,12 +79,23 @@ class NeuronLinkV4Ports:
     #: this "under 10% of the in-rack bandwidth": 16 of 160 lanes is 10%,
     #: 16 of 144 active lanes 11%; the model uses the lane count.
     aec_lanes: int = 16
-    #: The facts' per-chip, per-direction figure, kept to check the lanes.
-    stated_bytes_per_s_per_direction: float = 1.2e12
+
+    def __post_init__(self):
+        # The facts' 16 spare lanes are all on the backplane (80 - 64).
+        spare = self.total_lanes - self.active_lanes
+        if spare != self.backplane_lanes - self.backplane_active_lanes:
+            raise ValueError(f"NeuronLink v4 lanes do not add up: {self.total_lanes} total, "
+                             f"{self.active_lanes} active, {spare} spare")
 
     @property
     def active_lanes(self) -> int:
         return self.backplane_active_lanes + self.pcb_lanes + self.aec_lanes
+
+    @property
+    def stated_bytes_per_s_per_direction(self) -> float:
+        """The facts' per-chip, per-direction figure (1.2 TB/s), read from
+        the chip spec (``TRN3.scale_up_bytes_per_s``) to check the lanes."""
+        return TRN3.scale_up_bytes_per_s
 
 
 NEURONLINK_V4 = NeuronLinkV4Ports()
@@ -111,10 +137,18 @@ class SwitchedSystemSpec:
     chips_per_node: int
     #: How the PCB lanes join the chips of a node: "pair" (NL32x2: all 64 lanes
     #: to the one neighbour) or "ring" (NL72x2: A-B-C-D-A, 32 lanes to each of
-    #: two neighbours; the 8 small 32-lane switches per compute tray are folded
-    #: into these links). The ring is est., chosen because it reproduces the
-    #: stated hops (A->C in another node of the rack: 3).
+    #: two neighbours). See ``pcb_wiring_estimated``.
     pcb_wiring: str
+    #: True when ``pcb_wiring`` is the model's reading rather than a stated
+    #: fact. NL72x2's ring is est.: the facts give "8 small 32-lane switches
+    #: per compute tray" and 64 PCB lanes per chip, not how they connect.
+    #: 8 x 32 = 256 = 4 chips x 64 lanes fits two switches per ring link
+    #: (32 lanes each way between neighbours); a tray switch joining all four
+    #: chips would make A->C one hop and A node 1 -> C node 2 two hops, but
+    #: the facts state three, which the ring reproduces (A->B->C, then the C
+    #: plane). Consequence to keep in mind: A->C traffic on a tray loads
+    #: chip B's links (the collective cores forward it).
+    pcb_wiring_estimated: bool
     #: Per switch generation, the slots each switch plane of a rack connects.
     #: Gen1 NL32x2: 2 planes of 8 switches, one per slot (facts: A->B across
     #: nodes is 2 hops). Gen1 NL72x2: 4 planes of 10 switches, one per slot.
@@ -144,7 +178,8 @@ TRN3_NL32X2 = SwitchedSystemSpec(
     racks=2,
     nodes_per_rack=16,
     chips_per_node=2,
-    pcb_wiring="pair",
+    pcb_wiring="pair",                  # facts: a 2-chip JBOG tray
+    pcb_wiring_estimated=False,
     planes_by_gen=((1, ((0,), (1,))), (2, ((0, 1),)), (3, ((0, 1),))),
     gen1_switches_per_plane=8,
     cooling="air",
@@ -156,7 +191,8 @@ TRN3_NL72X2 = SwitchedSystemSpec(
     racks=2,
     nodes_per_rack=18,
     chips_per_node=4,
-    pcb_wiring="ring",
+    pcb_wiring="ring",                  # est. (see SwitchedSystemSpec)
+    pcb_wiring_estimated=True,
     planes_by_gen=(
         (1, ((0,), (1,), (2,), (3,))),
         (2, ((0, 2), (1, 3))),
@@ -184,11 +220,13 @@ class TorusSystemSpec:
     chips_per_node: int
     #: Nodes per rack (NL64: 2 racks of 2 servers each; est. from "NL32x2").
     nodes_per_rack: int
-    #: NeuronLink-v3 bytes/s per chip per direction. The Neuron docs state
-    #: 1.28 TB/s per chip; counted like Trainium3's 2.56 TB/s (both
-    #: directions), that is 640 GB/s per direction (interpretation est.).
-    chip_bytes_per_s_per_direction: float
     cooling: str
+
+    @property
+    def chip_bytes_per_s_per_direction(self) -> float:
+        """NeuronLink-v3 bytes/s per chip per direction: the chip spec's
+        ``scale_up_bytes_per_s`` (Trainium2: 0.64 TB/s, see specs.py)."""
+        return TRN2.scale_up_bytes_per_s
 
     @property
     def num_chips(self) -> int:
@@ -206,9 +244,9 @@ class TorusSystemSpec:
     def link_bytes_per_s(self) -> float:
         """One torus link, one direction (est.): the chip's NeuronLink
         bandwidth split evenly over its torus links, times the payload share
-        of the lane (assumed the same as PCIe Gen6's)."""
+        of its PCIe Gen5 lanes (128b/130b)."""
         return (self.chip_bytes_per_s_per_direction / self.links_per_chip
-                * PCIE_GEN6_LANE.efficiency)
+                * PCIE_GEN5_LANE.efficiency)
 
 
 TRN2_NL16 = TorusSystemSpec(
@@ -217,7 +255,6 @@ TRN2_NL16 = TorusSystemSpec(
     dims=(4, 4),
     chips_per_node=16,
     nodes_per_rack=1,
-    chip_bytes_per_s_per_direction=1.28e12 / 2,
     cooling="air",
 )
 
@@ -227,7 +264,6 @@ TRN2_NL64 = TorusSystemSpec(
     dims=(4, 4, 4),
     chips_per_node=16,
     nodes_per_rack=2,
-    chip_bytes_per_s_per_direction=1.28e12 / 2,
     cooling="air",
 )
 
@@ -280,15 +316,21 @@ class OnPackageSpec:
     """Transfers between logical devices (LNC) of one chip.
 
     They never leave the package. Bandwidth est.: the chip's DMA bandwidth
-    (4.9 TB/s, Neuron docs for Trainium3), shared by all ranks of the chip.
+    (``ChipSpec.dma.bytes_per_s``), shared by all ranks of the chip.
     """
 
-    bytes_per_s: float = 4.9e12
+    bytes_per_s: float
     #: est.
     latency_s: float = 0.1e-6
 
 
-ON_PACKAGE = OnPackageSpec()
+#: The on-package path of each chip, by chip name.
+ON_PACKAGES: Mapping[str, OnPackageSpec] = MappingProxyType({
+    "trn3": OnPackageSpec(bytes_per_s=TRN3.dma.bytes_per_s),
+    "trn2": OnPackageSpec(bytes_per_s=TRN2.dma.bytes_per_s),
+})
+#: Trainium3's (the default chip).
+ON_PACKAGE = ON_PACKAGES["trn3"]
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,10 @@ class System:
         if self.is_switched:
             planes = self.spec.planes(self.switch_gen)
             gen = S.SWITCH_GENERATIONS[self.switch_gen]
+            wiring = f"{self.spec.pcb_wiring} tray wiring" + (
+                " (est.)" if self.spec.pcb_wiring_estimated else "")
             shape = (f"switched, Gen{self.switch_gen} ({gen.description}), "
-                     f"{len(planes)} plane(s) per rack")
+                     f"{len(planes)} plane(s) per rack, {wiring}")
         else:
             shape = "x".join(map(str, self.spec.dims)) + f" {len(self.spec.dims)}D torus"
         return (f"{self.name}: {self.num_chips} chips, {shape}, "
@@ -142,7 +144,7 @@ class System:
 
     @property
     def on_package(self) -> S.OnPackageSpec:
-        return S.ON_PACKAGE
+        return S.ON_PACKAGES[self.chip_kind]
 
     @property
     def efa(self) -> S.EfaSpec:
