@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import torch
 
+from .. import _C
 from ..hw import isa_cost
 from ..hw.cost import Engine
 from ..hw.lnc import logical_device
@@ -52,8 +53,10 @@ class KernelContext:
         self.psum_banks_used = 0
         self.sbuf_peak = 0
         self.psum_peak = 0
-        self.busy = {e: 0.0 for e in ENGINES}
-        self.count = {e: 0 for e in ENGINES}
+        # Indexed by Engine.value (enum hashing is slow on the per-instruction path).
+        self.busy = [0.0] * (max(e.value for e in ENGINES) + 1)
+        self.count = [0] * len(self.busy)
+        self._lane_costs = {}
         self.flops = 0.0
         self.hbm_bytes = 0.0
         #: Scalar Engine reduce registers (one fp32 per lane); None until reset.
@@ -93,8 +96,8 @@ class KernelContext:
         peak = self.chip.tensor.peak_flops_per_core("bf16")
         return KernelReport(
             kernel=self.name, device=str(self.device), chip=self.chip.name, elapsed_s=elapsed,
-            busy_s={e.name.lower(): self.busy[e] for e in ENGINES},
-            instructions={e.name.lower(): self.count[e] for e in ENGINES},
+            busy_s={e.name.lower(): self.busy[e.value] for e in ENGINES},
+            instructions={e.name.lower(): self.count[e.value] for e in ENGINES},
             flops=self.flops, hbm_bytes=self.hbm_bytes, peak_bf16_flops=peak,
             sbuf_peak_bytes_per_partition=self.sbuf_peak, psum_peak_banks=self.psum_peak,
         )
@@ -223,26 +226,41 @@ class KernelContext:
             alloc.full = bool(state.all())
 
     # ---------------------------------------------------------------- charging
+    def cost(self, fn, *args):
+        """``fn(chip, *args)`` (an :mod:`isa_cost` function), memoized per kernel call."""
+        key = (fn, args)
+        cost = self._lane_costs.get(key)
+        if cost is None:
+            cost = self._lane_costs[key] = fn(self.chip, *args)
+        return cost
+
+    def lane_cost(self, engine, free_elems: int, passes: float = 1.0, transcendental: bool = False):
+        """:func:`isa_cost.lane` on this kernel's chip, memoized per kernel call
+        (hashing the chip spec on every instruction would cost more than the rest)."""
+        key = (engine._value_, free_elems, passes, transcendental)
+        cost = self._lane_costs.get(key)
+        if cost is None:
+            cost = self._lane_costs[key] = isa_cost.lane(self.chip, engine, free_elems, passes, transcendental)
+        return cost
+
     def charge(self, op: str, cost: isa_cost.InstructionCost, reads, writes) -> None:
         """Schedules one instruction on its engine: it waits for the tiles it reads
         (and, after their first write, for the tiles it writes) and makes the
         tiles it writes ready when it ends."""
-        engine = cost.engine
+        engine = cost.engine._value_
         self.busy[engine] += cost.seconds
         self.count[engine] += 1
         self.flops += cost.flops
         self.hbm_bytes += cost.hbm_bytes
         if not self.timed:
             return
-        from .. import _C
-
         ins = [t.alloc.dep for t in reads]
         outs = []
         for w in writes:
             if w.alloc.written_once:
                 ins.append(w.alloc.dep)
             outs.append(w.alloc.dep)
-        _C._charge(op, self.dev_index, engine.value, cost.seconds, cost.flops, cost.hbm_bytes,
+        _C._charge(op, self.dev_index, engine, cost.seconds, cost.flops, cost.hbm_bytes,
                    ins, outs, cost.memory_s, cost.compute_s)
 
 

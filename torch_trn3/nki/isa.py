@@ -120,21 +120,33 @@ def _on_chip(t, instr, role):
 
 
 def _free(t: NkiTensor) -> int:
-    return math.prod(t.shape[1:])
+    """Elements per partition (a packed element counts once)."""
+    data = t.data
+    n = data.numel() // data.shape[0] if data.dim() else 1
+    return n // t.alloc.dtype.pack if isinstance(t.alloc.dtype, PackedDtype) else n
 
 
 def _float_in(t: NkiTensor, instr: str, role: str) -> None:
-    if isinstance(t.dtype, PackedDtype) or t.dtype not in FLOAT_DTYPES + INT_DTYPES:
+    if isinstance(t.dtype, PackedDtype) or t.dtype not in _ENGINE_DTYPES:
         raise NkiDtypeError(instr, f"{role} dtype {dtype_name(t.dtype)} is not taken",
                             tile=t.describe(), limit="float32/bfloat16/float16/fp8 or integer tiles")
 
 
-def _same_partition_layout(instr: str, ref: NkiTensor, ref_role: str, other: NkiTensor, role: str) -> None:
+def _same_partition_layout(instr: str, ref: NkiTensor, ref_role: str, other: NkiTensor, role: str,
+                           ref_free: Optional[int] = None) -> None:
     """Operands of an element-wise instruction: same partitions and elements per partition."""
-    if other.shape[0] != ref.shape[0] or _free(other) != _free(ref):
+    if other.data.shape[0] != ref.data.shape[0] or _free(other) != (_free(ref) if ref_free is None else ref_free):
         raise NkiShapeError(instr, f"{role} {list(other.shape)} does not match {ref_role} {list(ref.shape)}",
                             tile=other.describe(),
                             limit="same partition size and same number of elements per partition")
+
+
+def _as(x: torch.Tensor, shape) -> torch.Tensor:
+    """``x`` viewed as ``shape`` (reshape costs microseconds: skip it when equal)."""
+    return x if x.shape == shape else x.reshape(shape)
+
+
+_ENGINE_DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 
 def _values(t: NkiTensor, ctx, instr: str, role: str) -> torch.Tensor:
@@ -145,9 +157,7 @@ def _values(t: NkiTensor, ctx, instr: str, role: str) -> torch.Tensor:
 
 def _write(ctx, dst: NkiTensor, value: torch.Tensor, matmul: bool = False) -> None:
     """Rounds ``value`` (float32) once into ``dst``'s dtype."""
-    if value.shape != dst.data.shape:
-        value = value.reshape(dst.data.shape)
-    dst.data.copy_(value)
+    dst.data.copy_(_as(value, dst.data.shape))
     ctx.mark_written(dst, matmul=matmul)
 
 
@@ -221,7 +231,7 @@ def dma_copy(dst, src, dst_rmw_op=None, oob_mode=oob_mode.error, dge_mode=dge_mo
         ctx.check_read(src, instr, "src")
     reads = [src]
     if dst_rmw_op is None:
-        dst.data.copy_(src.data.reshape(dst.data.shape))
+        dst.data.copy_(_as(src.data, dst.data.shape))
     else:
         if dst.alloc.buffer.on_chip:
             ctx.check_read(dst, instr, "dst")
@@ -232,7 +242,7 @@ def dma_copy(dst, src, dst_rmw_op=None, oob_mode=oob_mode.error, dge_mode=dge_mo
     nbytes = n * src.data.element_size()
     hbm = (nbytes if src.alloc.buffer.is_hbm else 0) + \
         (n * dst.data.element_size() if dst.alloc.buffer.is_hbm else 0)
-    cost = isa_cost.dma(ctx.chip, nbytes, hbm, ctx.logical.hbm_bytes_per_s)
+    cost = ctx.cost(isa_cost.dma, nbytes, hbm, ctx.logical.hbm_bytes_per_s)
     ctx.charge("nki::dma_copy", cost, reads, [dst])
 
 
@@ -326,12 +336,12 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     dst, stationary, moving, k, m, n = _matmul_checks(
         instr, ctx, dst, stationary, moving, ctx.limits.pmax, MATMUL_DTYPES,
         "float8_e4m3/float8_e5m2/bfloat16/float16/tfloat32/float32")
-    a = _values(stationary, ctx, instr, "stationary").reshape(k, m)
-    b = _values(moving, ctx, instr, "moving").reshape(k, n)
+    a = _as(_values(stationary, ctx, instr, "stationary"), (k, m))
+    b = _as(_values(moving, ctx, instr, "moving"), (k, n))
     # Products of bf16/fp16/fp8 values are exact in fp32; the sum accumulates in fp32.
     _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
     dtype = "fp32" if torch.float32 in (stationary.dtype, moving.dtype) else "bf16"
-    cost = isa_cost.nc_matmul(ctx.chip, k, m, n, dtype)
+    cost = ctx.cost(isa_cost.nc_matmul, k, m, n, dtype)
     ctx.charge("nki::nc_matmul", cost, [stationary, moving, dst], [dst])
 
 
@@ -355,13 +365,13 @@ def nc_transpose(dst, data, engine=engine.unknown, name=None) -> None:
         if f > ctx.limits.gemm_stationary_fmax:
             raise NkiTileLimitError(instr, f"free size {f} exceeds {ctx.limits.gemm_stationary_fmax}",
                                     tile=data.describe(), limit="Tensor Engine transpose up to 128x128")
-        cost = isa_cost.nc_matmul(ctx.chip, p, f, p, hw_name(data.dtype))
+        cost = ctx.cost(isa_cost.nc_matmul, p, f, p, hw_name(data.dtype))
     else:
         block = ctx.chip.vector.lanes // 4
         if p > block or f > block:
             raise NkiTileLimitError(instr, f"Vector Engine transposes at most {block}x{block}, got {p}x{f}",
                                     tile=data.describe(), limit=f"{block}x{block} on the Vector Engine")
-        cost = isa_cost.lane(ctx.chip, Engine.VECTOR, f)
+        cost = ctx.lane_cost(Engine.VECTOR, f)
     _write(ctx, dst, _values(data, ctx, instr, "data").t())
     ctx.charge("nki::nc_transpose", cost, [data], [dst])
 
@@ -429,7 +439,7 @@ def activation(dst, op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=N
     if res is not None:
         _write(ctx, res, ctx.act_regs[:data.shape[0]].clone())
         writes.append(res)
-    cost = isa_cost.lane(ctx.chip, eng, _free(data), transcendental=op.transcendental)
+    cost = ctx.lane_cost(eng, _free(data), transcendental=op.transcendental)
     reads = [data] + [t for t in (bias, scale) if isinstance(t, NkiTensor)]
     ctx.charge("nki::activation", cost, reads, writes)
 
@@ -453,8 +463,9 @@ def tensor_tensor(dst, data1, data2, op, engine=engine.unknown, name=None) -> No
     op = _op(op, instr, "binary")
     _float_in(data1, instr, "data1")
     _float_in(data2, instr, "data2")
-    _same_partition_layout(instr, data1, "data1", data2, "data2")
-    _same_partition_layout(instr, data1, "data1", dst, "dst")
+    free = _free(data1)
+    _same_partition_layout(instr, data1, "data1", data2, "data2", free)
+    _same_partition_layout(instr, data1, "data1", dst, "dst", free)
     if data1.alloc.buffer is MemoryRegion.psum and data2.alloc.buffer is MemoryRegion.psum:
         raise NkiBufferError(instr, "data1 and data2 cannot both be in PSUM",
                              tile=f"data1 {data1.describe()}, data2 {data2.describe()}",
@@ -473,13 +484,21 @@ def tensor_tensor(dst, data1, data2, op, engine=engine.unknown, name=None) -> No
         y = op.binary(data1.data, data2.data.reshape(data1.data.shape))
     else:
         a = _values(data1, ctx, instr, "data1")
-        b = _values(data2, ctx, instr, "data2").reshape(a.shape)
+        b = _as(_values(data2, ctx, instr, "data2"), a.shape)
         y = op.binary(a, b)
     _write(ctx, dst, y)
-    ctx.charge("nki::tensor_tensor", isa_cost.lane(ctx.chip, eng, _free(data1)), [data1, data2], [dst])
+    ctx.charge("nki::tensor_tensor", ctx.lane_cost(eng, free), [data1, data2], [dst])
+
+
+#: Operators whose torch function takes a Python number as its second argument.
+_NUMBER_OK = (_ops.add, _ops.subtract, _ops.multiply, _ops.divide, _ops.power)
 
 
 def _scalar_op(x, op, operand, reverse):
+    if isinstance(operand, float):
+        if not reverse and op in _NUMBER_OK:
+            return op.binary(x, operand)
+        operand = torch.scalar_tensor(operand, dtype=torch.float32)
     return op.binary(operand, x) if reverse else op.binary(x, operand)
 
 
@@ -499,17 +518,13 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
     eng = _pick_engine(instr, engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD),
                        (dst, data, operand0, operand1))
     x = _values(data, ctx, instr, "data")
-    y = _scalar_op(x, op0, _scalar_operand(_vector(operand0, data, ctx, instr, "operand0")), reverse0)
+    y = _scalar_op(x, op0, _vector(operand0, data, ctx, instr, "operand0"), reverse0)
     if op1 is not None:
         op1 = _op(op1, instr, "binary")
-        y = _scalar_op(y, op1, _scalar_operand(_vector(operand1, data, ctx, instr, "operand1")), reverse1)
+        y = _scalar_op(y, op1, _vector(operand1, data, ctx, instr, "operand1"), reverse1)
     _write(ctx, dst, y)
     reads = [data] + [t for t in (operand0, operand1) if isinstance(t, NkiTensor)]
-    ctx.charge("nki::tensor_scalar", isa_cost.lane(ctx.chip, eng, _free(data)), reads, [dst])
-
-
-def _scalar_operand(v):
-    return torch.tensor(v, dtype=torch.float32) if isinstance(v, float) else v
+    ctx.charge("nki::tensor_scalar", ctx.lane_cost(eng, _free(data)), reads, [dst])
 
 
 def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False, reverse1=False,
@@ -528,12 +543,12 @@ def scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0=False
     if data.alloc.buffer is MemoryRegion.psum and operand1.alloc.buffer is MemoryRegion.psum:
         raise NkiBufferError(instr, "data and operand1 cannot both be in PSUM", tile=operand1.describe())
     x = _values(data, ctx, instr, "data")
-    y = _scalar_op(x, op0, _scalar_operand(_vector(operand0, data, ctx, instr, "operand0")), reverse0)
+    y = _scalar_op(x, op0, _vector(operand0, data, ctx, instr, "operand0"), reverse0)
     z = _values(operand1, ctx, instr, "operand1").reshape(y.shape)
     y = op1.binary(z, y) if reverse1 else op1.binary(y, z)
     _write(ctx, dst, y)
     reads = [data, operand1] + ([operand0] if isinstance(operand0, NkiTensor) else [])
-    ctx.charge("nki::scalar_tensor_tensor", isa_cost.lane(ctx.chip, Engine.VECTOR, _free(data)), reads, [dst])
+    ctx.charge("nki::scalar_tensor_tensor", ctx.lane_cost(Engine.VECTOR, _free(data)), reads, [dst])
 
 
 def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None) -> None:
@@ -560,7 +575,7 @@ def tensor_reduce(dst, op, data, axis, negate=False, keepdims=False, name=None) 
                             f"over {axes}", tile=dst.describe(),
                             limit=f"[{data.shape[0]}, {math.prod(y.shape[1:])} elements per partition]")
     _write(ctx, dst, y)
-    ctx.charge("nki::tensor_reduce", isa_cost.lane(ctx.chip, Engine.VECTOR, _free(data)), [data], [dst])
+    ctx.charge("nki::tensor_reduce", ctx.lane_cost(Engine.VECTOR, _free(data)), [data], [dst])
 
 
 def tensor_copy(dst, src, engine=engine.unknown, name=None) -> None:
@@ -574,8 +589,8 @@ def tensor_copy(dst, src, engine=engine.unknown, name=None) -> None:
     _same_partition_layout(instr, src, "src", dst, "dst")
     eng = _pick_engine(instr, engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), (dst, src))
     ctx.check_read(src, instr, "src")
-    _write(ctx, dst, src.data.reshape(dst.data.shape))
-    ctx.charge("nki::tensor_copy", isa_cost.lane(ctx.chip, eng, _free(src)), [src], [dst])
+    _write(ctx, dst, src.data)
+    ctx.charge("nki::tensor_copy", ctx.lane_cost(eng, _free(src)), [src], [dst])
 
 
 def memset(dst, value, engine=engine.unknown, name=None) -> None:
@@ -586,7 +601,7 @@ def memset(dst, value, engine=engine.unknown, name=None) -> None:
     eng = _pick_engine(instr, engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), (dst,))
     dst.data.fill_(value)
     ctx.mark_written(dst)
-    ctx.charge("nki::memset", isa_cost.lane(ctx.chip, eng, _free(dst)), [], [dst])
+    ctx.charge("nki::memset", ctx.lane_cost(eng, _free(dst)), [], [dst])
 
 
 def iota(dst, expr=None, offset=0, partition_multiplier=0, free_multipliers=None, engine=engine.unknown,
@@ -616,7 +631,7 @@ def iota(dst, expr=None, offset=0, partition_multiplier=0, free_multipliers=None
         view[dim] = shape[dim]
         value += (torch.arange(shape[dim], dtype=torch.float64) * mult).reshape(view)
     _write(ctx, dst, value)
-    ctx.charge("nki::iota", isa_cost.lane(ctx.chip, eng, _free(dst)), [], [dst])
+    ctx.charge("nki::iota", ctx.lane_cost(eng, _free(dst)), [], [dst])
 
 
 # --------------------------------------------------------------------------- MX
@@ -677,7 +692,7 @@ def quantize_mx(dst, src, dst_scale, name=None) -> None:
     dst_scale.data.copy_(mx.scales.view(torch.uint8).reshape(p // gp, m).view(dst_scale.data.dtype))
     ctx.mark_written(dst)
     ctx.mark_written(dst_scale)
-    ctx.charge("nki::quantize_mx", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [src], [dst, dst_scale])
+    ctx.charge("nki::quantize_mx", ctx.lane_cost(Engine.VECTOR, f), [src], [dst, dst_scale])
 
 
 def _mx_operand(t: NkiTensor, scale: NkiTensor, ctx, instr: str, role: str) -> torch.Tensor:
@@ -723,7 +738,7 @@ def nc_matmul_mx(dst, stationary, moving, stationary_scale, moving_scale, tile_p
     a = _mx_operand(stationary, stationary_scale, ctx, instr, "stationary")
     b = _mx_operand(moving, moving_scale, ctx, instr, "moving")
     _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
-    cost = isa_cost.nc_matmul_mx(ctx.chip, kp * stationary.dtype.pack, m, n)
+    cost = ctx.cost(isa_cost.nc_matmul_mx, kp * stationary.dtype.pack, m, n)
     ctx.charge("nki::nc_matmul_mx", cost, [stationary, moving, stationary_scale, moving_scale, dst], [dst])
 
 
@@ -753,7 +768,7 @@ def bn_stats(dst, data, name=None) -> None:
     mean = x.mean(dim=1, keepdim=True)
     m2 = ((x - mean) ** 2).sum(dim=1, keepdim=True)
     _write(ctx, dst, torch.cat([torch.full_like(mean, f), mean, m2], dim=1))
-    ctx.charge("nki::bn_stats", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [data], [dst])
+    ctx.charge("nki::bn_stats", ctx.lane_cost(Engine.VECTOR, f), [data], [dst])
 
 
 def bn_aggr(dst, data, name=None) -> None:
@@ -775,4 +790,4 @@ def bn_aggr(dst, data, name=None) -> None:
     mu = (n * mean).sum(dim=1, keepdim=True) / total
     m2_all = (m2 + n * (mean - mu) ** 2).sum(dim=1, keepdim=True)
     _write(ctx, dst, torch.cat([mu, m2_all / total], dim=1).float())
-    ctx.charge("nki::bn_aggr", isa_cost.lane(ctx.chip, Engine.VECTOR, f), [data], [dst])
+    ctx.charge("nki::bn_aggr", ctx.lane_cost(Engine.VECTOR, f), [data], [dst])

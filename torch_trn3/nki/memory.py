@@ -8,16 +8,17 @@ a loop body is released when the next iteration rebinds its name, which is
 how the compiler double-buffers) and the kernel fails at the allocation that
 overflows, naming it and the kernel line.
 
-Each allocation also has a *dependency token*: a tiny tensor the device
-timeline (``_C._charge``) tracks by data pointer, so an instruction reading
-a tile waits for the instruction that wrote it. Tokens come from a pool that
-is never freed, so a token's address never aliases device memory; a token
-handed to a new allocation is never read before that allocation is written.
+Each allocation is also what the device timeline (``_C._charge``) tracks by
+data pointer (its storage; the device tensor for HBM), so an instruction
+reading a tile waits for the instruction that wrote it, and the profiler
+shows the tiles' shapes and dtypes. A new tile may reuse a dead tile's host
+address: its first write never waits on that address (it only sets its
+ready time), and nothing reads a tile before it is written (checked).
 """
 from __future__ import annotations
 
 import enum
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
@@ -41,17 +42,6 @@ class MemoryRegion(enum.Enum):
 
     def __repr__(self) -> str:
         return f"nl.{self.value}"
-
-
-_TOKENS: List[torch.Tensor] = []
-
-
-def take_token() -> torch.Tensor:
-    return _TOKENS.pop() if _TOKENS else torch.empty(1, dtype=torch.uint8)
-
-
-def give_token(token: torch.Tensor) -> None:
-    _TOKENS.append(token)
 
 
 #: Element states of an on-chip allocation (one uint8 per element).
@@ -91,7 +81,7 @@ class Allocation:
         # allocation; whole-allocation writes are tracked by the flags below.
         self.state = None
         if buffer.on_chip:
-            self.dep = take_token()
+            self.dep = data
             self.full = False
             self.written_once = False
         else:
@@ -103,10 +93,8 @@ class Allocation:
 
     def __del__(self):
         try:
-            if self.buffer.on_chip:
-                give_token(self.dep)
-                if self.ctx is not None:
-                    self.ctx.release(self)
+            if self.buffer.on_chip and self.ctx is not None:
+                self.ctx.release(self)
         except Exception:  # interpreter shutdown
             pass
 
