@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from .hw.lnc import ALLOWED_LNC, LogicalDeviceSpec, logical_device
+from .hw.lnc import ALLOWED_LNC, MAX_LOGICAL_DEVICES, LogicalDeviceSpec, logical_device
 from .hw.specs import ChipSpec, chip_from_env
 
 DEVICE_NAMES = ("trn", "neuron")
@@ -68,8 +68,9 @@ def read_machine_config(environ: Optional[Mapping[str, str]] = None) -> MachineC
     chips = _read_int(env, "TRN3_CHIPS") or 1
     chip = chip_from_env(env)
     config = MachineConfig(name, chip, chips, lnc, logical_device(chip, lnc))
-    if config.device_count > 512:
+    if config.device_count > MAX_LOGICAL_DEVICES:
         raise ValueError(
-            f"TRN3_CHIPS={chips} gives {config.device_count} logical devices; at most 512 are supported"
+            f"TRN3_CHIPS={chips} gives {config.device_count} logical devices; "
+            f"at most {MAX_LOGICAL_DEVICES} are supported"
         )
     return config

@@ -21,9 +21,10 @@ from typing import List, Optional
 import torch
 
 from . import _aten_kernels, chip_model
+from .hw.specs import MX_BLOCK_SIZE
 from .mx import MXTensor, mx_grouped_mm, mx_mm
 
-_MX_BLOCK = 32
+_MX_BLOCK = MX_BLOCK_SIZE
 _TENSORWISE, _ROWWISE, _BLOCK1X16, _BLOCK1X32 = 0, 1, 2, 3
 _NO_SWIZZLE = 0
 _FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)

@@ -108,3 +108,17 @@ def test_trn2_is_trn3_with_the_stated_differences():
     assert (TRN2.vector.clock_hz, TRN3.vector.clock_hz) == (0.96e9, 1.2e9)
     assert TRN3.scalar.transcendental_per_lane_cycle == 4 * TRN2.scalar.transcendental_per_lane_cycle
     assert (TRN2.hbm_bytes_per_s, TRN3.hbm_bytes_per_s) == (2.9e12, 4.9e12)
+
+
+# ----- profiler advice names the array's own multiple -----
+
+def test_fill_advice_pads_mx_k_to_512_and_bf16_k_to_128():
+    from torch_trn3.hw.cost import matmul_cost
+    from torch_trn3.profiler._advice import _pad_phrase
+
+    mx = matmul_cost(DEV, 128, 512, 128, dtype="mxfp8")        # one tile: whole 512-row array
+    assert _pad_phrase(mx.notes) == "Pad or merge K to a multiple of 512"
+    bf16 = matmul_cost(DEV, 64, 512, 64, dtype="bf16")
+    assert _pad_phrase(bf16.notes) == "Pad or merge K to a multiple of 128 and M to a multiple of 128"
+    split = matmul_cost(DEV, 1024, 512, 192, dtype="mxfp8")   # split array: 128-row sub-arrays
+    assert _pad_phrase(split.notes) == "Pad or merge K to a multiple of 128"

@@ -46,11 +46,12 @@ from torch._C import _distributed_c10d as C10D
 
 from .. import _C
 from . import cost
+from ..hw.cost import Engine
 
 BACKEND_NAME = "trnccl"
 
 #: Engine lane of collectives on the device timeline (hw.cost.Engine.COLLECTIVE).
-COLLECTIVE_ENGINE = 5
+COLLECTIVE_ENGINE = Engine.COLLECTIVE.value
 
 _RedOp = C10D.ReduceOp.RedOpType
 _REDOP_BY_VALUE = {int(v): v for v in _RedOp.__members__.values()}

@@ -16,6 +16,11 @@ from .specs import ChipSpec
 #: LNC values a logical device may have: 1 and 2 ship on day 0, 8 is planned.
 ALLOWED_LNC = (1, 2, 8)
 
+#: Most logical devices one emulated machine has. An emulator limit, not a
+#: chip fact: the C++ core sizes its per-device tables by it
+#: (``kMaxDevices`` in csrc/runtime/TrnDevices.h, ``torch_trn3._C._max_devices()``).
+MAX_LOGICAL_DEVICES = 512
+
 
 def check_lnc(lnc: int) -> int:
     """``lnc`` if it is one of :data:`ALLOWED_LNC`; ValueError otherwise."""

@@ -22,8 +22,9 @@ E8M0_MAX_EXPONENT = 127
 E8M0_NAN = 0xFF
 
 #: The only block size the Trainium3 Tensor Engine runs (one scale per 32
-#: contraction elements); ``to_mx`` accepts others for experiments.
-MX_BLOCK_SIZE = 32
+#: contraction elements; the number lives in hw/specs.py); ``to_mx``
+#: accepts others for experiments.
+from ..hw.specs import MX_BLOCK_SIZE  # noqa: E402
 
 # --- element formats ---------------------------------------------------------
 #: Largest finite magnitude of each element format ("max normal").

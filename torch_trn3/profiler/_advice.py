@@ -7,6 +7,8 @@ with the share, so the list is sorted by what it would save at most.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import List, TYPE_CHECKING
 
@@ -70,6 +72,20 @@ def _fill_phrase(note: str) -> str:
     return note
 
 
+def _pad_phrase(notes) -> str:
+    """ "Pad or merge K to a multiple of 512" from the matmul's fill notes:
+    the multiple is the array the note names (128 rows for BF16 and the
+    split MX array, 512 for the whole MX array, 128 stationary columns)."""
+    targets = []
+    for note in notes:
+        found = re.match(r"([KM])=\d+ fills \d+% of the (\d+)[- ]", note)
+        if found:
+            targets.append(f"{found.group(1)} to a multiple of {found.group(2)}")
+    if not targets:
+        return "Give every core more output tiles"
+    return "Pad or merge " + " and ".join(dict.fromkeys(targets))
+
+
 def recommend(prof: "profile") -> List[Advice]:
     """All rules over ``prof``; most important (largest share) first."""
     total = prof.total_time_s * max(1, len(prof.devices))
@@ -98,8 +114,7 @@ def recommend(prof: "profile") -> List[Advice]:
         out.append(Advice(s, "array_fill", (
             f"{base_name(g.name)} of {_shapes(g)}{_where(g)}: {'; '.join(fills)} "
             f"({_pct(g.utilisation)} of the PEs busy, {_pct(s)} of step time). "
-            "Pad or merge that dimension to a multiple of 128 (e.g. fuse heads "
-            "or batch more rows per matmul).")))
+            f"{_pad_phrase(g.notes)} (e.g. fuse heads or batch more rows per matmul).")))
 
     # 2. FP32 matmuls.
     fp32 = [g for g in groups if g.engine is Engine.TENSOR and g.dtype == "fp32"]
