@@ -391,10 +391,13 @@ def _activation(instr, ctx, dst, op, data, bias, scale, engine_req):
     s = _vector(scale, data, ctx, instr, "scale")
     b = _vector(bias, data, ctx, instr, "bias")
     if not (isinstance(s, float) and s == 1.0):
-        x = x * s
+        x = x * (_scalar(s) if isinstance(s, float) else s)
     if b is not None:
-        x = x + b
-    y = op.unary(x)
+        x = x + (_scalar(b) if isinstance(b, float) else b)
+    if dst.alloc.dtype is torch.float32 and dst.data.shape == x.shape and op.unary in _UNARY_OUT:
+        y = op.unary(x, out=dst.data)  # float32 result, no rounding: write in place
+    else:
+        y = op.unary(x)
     return dst, data, eng, op, y
 
 
@@ -434,7 +437,10 @@ def activation(dst, op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=N
                                                 "(reduce_cmd=idle keeps them as they are)",
                                                 tile=res.describe(), limit="use reduce_cmd=reset_reduce")
             ctx.check_write(res, instr, "reduce_res")
-    _write(ctx, dst, y)
+    if y is dst.data:
+        ctx.mark_written(dst)
+    else:
+        _write(ctx, dst, y)
     writes = [dst]
     if res is not None:
         _write(ctx, res, ctx.act_regs[:data.shape[0]].clone())
@@ -485,20 +491,41 @@ def tensor_tensor(dst, data1, data2, op, engine=engine.unknown, name=None) -> No
     else:
         a = _values(data1, ctx, instr, "data1")
         b = _as(_values(data2, ctx, instr, "data2"), a.shape)
+        if dst.alloc.dtype is torch.float32 and dst.data.shape == a.shape and op.binary in _OUT_OK:
+            op.binary(a, b, out=dst.data)  # float32 result, no rounding: write in place
+            ctx.mark_written(dst)
+            ctx.charge("nki::tensor_tensor", ctx.lane_cost(eng, free), [data1, data2], [dst])
+            return
         y = op.binary(a, b)
     _write(ctx, dst, y)
     ctx.charge("nki::tensor_tensor", ctx.lane_cost(eng, free), [data1, data2], [dst])
 
 
-#: Operators whose torch function takes a Python number as its second argument.
-_NUMBER_OK = (_ops.add, _ops.subtract, _ops.multiply, _ops.divide, _ops.power)
+#: torch functions of activations that take ``out=``.
+_UNARY_OUT = (torch.exp, torch.log, torch.tanh, torch.sigmoid, torch.erf, torch.sin, torch.cos, torch.sqrt,
+              torch.rsqrt, torch.reciprocal, torch.abs, torch.sign, torch.neg, torch.square)
+
+#: torch functions of binary operators that take ``out=``.
+_OUT_OK = (torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum)
+
+_SCALARS: dict = {}
 
 
-def _scalar_op(x, op, operand, reverse):
+def _scalar(value: float) -> torch.Tensor:
+    """A cached 0-d float32 tensor of ``value`` (torch wraps Python numbers slowly)."""
+    t = _SCALARS.get(value)
+    if t is None:
+        if len(_SCALARS) > 4096:
+            _SCALARS.clear()
+        t = _SCALARS[value] = torch.scalar_tensor(value, dtype=torch.float32)
+    return t
+
+
+def _scalar_op(x, op, operand, reverse, out=None):
     if isinstance(operand, float):
-        if not reverse and op in _NUMBER_OK:
-            return op.binary(x, operand)
-        operand = torch.scalar_tensor(operand, dtype=torch.float32)
+        operand = _scalar(operand)
+    if out is not None and op.binary in _OUT_OK:
+        return op.binary(operand, x, out=out) if reverse else op.binary(x, operand, out=out)
     return op.binary(operand, x) if reverse else op.binary(x, operand)
 
 
@@ -518,11 +545,18 @@ def tensor_scalar(dst, data, op0, operand0, reverse0=False, op1=None, operand1=N
     eng = _pick_engine(instr, engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD),
                        (dst, data, operand0, operand1))
     x = _values(data, ctx, instr, "data")
-    y = _scalar_op(x, op0, _vector(operand0, data, ctx, instr, "operand0"), reverse0)
-    if op1 is not None:
+    out = dst.data if dst.alloc.dtype is torch.float32 and dst.data.shape == x.shape else None
+    v0 = _vector(operand0, data, ctx, instr, "operand0")
+    if op1 is None:
+        y = _scalar_op(x, op0, v0, reverse0, out)
+    else:
         op1 = _op(op1, instr, "binary")
-        y = _scalar_op(y, op1, _vector(operand1, data, ctx, instr, "operand1"), reverse1)
-    _write(ctx, dst, y)
+        y = _scalar_op(_scalar_op(x, op0, v0, reverse0), op1,
+                       _vector(operand1, data, ctx, instr, "operand1"), reverse1, out)
+    if y is out:
+        ctx.mark_written(dst)
+    else:
+        _write(ctx, dst, y)
     reads = [data] + [t for t in (operand0, operand1) if isinstance(t, NkiTensor)]
     ctx.charge("nki::tensor_scalar", ctx.lane_cost(eng, _free(data)), reads, [dst])
 

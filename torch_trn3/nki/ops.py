@@ -69,10 +69,6 @@ def _gelu_tanh(x):
     return torch.nn.functional.gelu(x, approximate="tanh")
 
 
-def _rsqrt(x):
-    return torch.rsqrt(x)
-
-
 # Binary arithmetic (Vector Engine), with their reductions where NKI has one.
 add = Op("add", binary=torch.add, reduce=_sum)
 subtract = Op("subtract", binary=torch.sub)
@@ -112,7 +108,7 @@ erf = Op("erf", unary=torch.erf, transcendental=True)
 sin = Op("sin", unary=torch.sin, transcendental=True)
 cos = Op("cos", unary=torch.cos, transcendental=True)
 sqrt = Op("sqrt", unary=torch.sqrt, transcendental=True)
-rsqrt = Op("rsqrt", unary=_rsqrt, transcendental=True)
+rsqrt = Op("rsqrt", unary=torch.rsqrt, transcendental=True)
 reciprocal = Op("reciprocal", unary=torch.reciprocal, transcendental=True)
 relu = Op("relu", unary=torch.relu)
 square = Op("square", unary=torch.square)
