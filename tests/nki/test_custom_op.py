@@ -74,6 +74,16 @@ def test_schema_is_inferred_from_the_kernel_annotations():
         "nki_test::axpy(Tensor x, Tensor y, float alpha) -> Tensor"
 
 
+def test_decorator_form_wraps_a_function_launching_several_kernels():
+    @nki.custom_op("nki_test::axpy_twice", fake=lambda x, y: torch.empty_like(x))
+    def axpy_twice(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return axpy_kernel(axpy_kernel(x, y, 1.0), y, 1.0)
+
+    x, y = randn(16, 8, seed=20), randn(16, 8, seed=21)
+    torch.testing.assert_close(axpy_twice(x, y).cpu(), x.cpu() + 2 * y.cpu())
+    assert torch.ops.nki_test.axpy_twice.default is axpy_twice._opoverload
+
+
 # ---- fake implementation -------------------------------------------------------------
 
 def test_fake_impl_gives_output_shapes_without_running_the_kernel():
