@@ -15,8 +15,10 @@ LOGICAL = torch_trn3.machine.logical
 
 
 def _dma_s(nbytes):
-    """Hand-computed DMA: fixed cost + bytes over one core's share of the chip's DMA bandwidth."""
-    return CHIP.dma.issue_overhead_s + nbytes / (CHIP.dma.bytes_per_s / CHIP.cores_per_chip)
+    """Hand-computed DMA: the fixed cost shared by the core's 16 DMA queues (128 engines / 8 cores)
+    + bytes over one core's share of the chip's DMA bandwidth (4.9 TB/s / 8)."""
+    assert CHIP.dma.engines // CHIP.cores_per_chip == 16
+    return CHIP.dma.issue_overhead_s / 16 + nbytes / (CHIP.dma.bytes_per_s / CHIP.cores_per_chip)
 
 
 def _lane_s(engine_spec, n, rate=1.0):

@@ -14,9 +14,12 @@ instructions itself, so each one is priced as the engine executes it:
   ``max(MIN_II, N) + MIN_II`` cycles, the estimate the NKI ISA docs give
   (``nki.isa.activation_reduce``, ``tensor_scalar_reduce``: "max(MIN_II, N)
   + MIN_II engine cycles, MIN_II roughly 64").
-- DMA: the spec's fixed cost per DMA plus bytes over one core's share of the
-  chip's DMA bandwidth (a kernel runs on one NeuronCore). Only bytes that
-  touch HBM count as HBM traffic (``memory_s``), so the device timeline
+- DMA: bytes over one core's share of the chip's DMA bandwidth (a kernel
+  runs on one NeuronCore) plus the spec's fixed cost per DMA divided by the
+  core's DMA queues (``dma.engines / cores_per_chip``, 16): the fixed cost is
+  a latency that the queues overlap (the compiler spreads DMAs over them),
+  so back-to-back DMAs occupy the DMA lane for 1/16 of it each. Only bytes
+  that touch HBM count as HBM traffic (``memory_s``), so the device timeline
   shares HBM bandwidth with the other engines' traffic.
 
 All numbers come from :mod:`torch_trn3.hw.specs`; nothing here is a
@@ -137,6 +140,11 @@ def lane(chip: ChipSpec, engine: Engine, free_elems: int, passes: float = 1.0,
     return InstructionCost(engine, cycles / spec.clock_hz)
 
 
+def core_dma_queues(chip: ChipSpec) -> int:
+    """DMA queues (engines) one NeuronCore drives: its share of the chip's."""
+    return max(1, chip.dma.engines // chip.cores_per_chip)
+
+
 def core_dma_bytes_per_s(chip: ChipSpec) -> float:
     """DMA bandwidth one NeuronCore's queues reach: its share of the chip's."""
     return chip.dma.bytes_per_s / chip.cores_per_chip
@@ -144,11 +152,11 @@ def core_dma_bytes_per_s(chip: ChipSpec) -> float:
 
 @lru_cache(maxsize=4096)
 def dma(chip: ChipSpec, nbytes: int, hbm_bytes: int, hbm_bytes_per_s: float) -> InstructionCost:
-    """One DMA of ``nbytes``: the spec's fixed DMA cost plus bytes over one core's
-    DMA bandwidth. ``hbm_bytes`` of it touch HBM (read or written), priced at the
+    """One DMA of ``nbytes``: bytes over one core's DMA bandwidth plus the spec's
+    fixed DMA cost shared by the core's DMA queues. ``hbm_bytes`` of it touch HBM (read or written), priced at the
     device's HBM bandwidth ``hbm_bytes_per_s`` for the shared-HBM timeline."""
     transfer_s = nbytes / core_dma_bytes_per_s(chip)
-    seconds = chip.dma.issue_overhead_s + transfer_s
+    seconds = chip.dma.issue_overhead_s / core_dma_queues(chip) + transfer_s
     memory_s = hbm_bytes / hbm_bytes_per_s if hbm_bytes else 0.0
     return InstructionCost(Engine.DMA, seconds, hbm_bytes=float(hbm_bytes), memory_s=memory_s,
                            compute_s=transfer_s if hbm_bytes else 0.0)
