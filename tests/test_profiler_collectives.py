@@ -9,13 +9,14 @@ import torch
 import torch.distributed as dist
 import torch_trn3.profiler as tp
 from torch_trn3 import _C
+from torch_trn3.hw.cost import Engine
 
 US = 1e-6
-COLLECTIVE_ENGINE = 5
+COLLECTIVE_ENGINE = Engine.COLLECTIVE.value
 
 
 def charge(name, seconds, nbytes, t):
-    """Charges one collective as trnccl does (engine 5 = COLLECTIVE)."""
+    """Charges one collective as trnccl does (on the collective engine)."""
     _C._charge(name, t.device.index, COLLECTIVE_ENGINE, seconds, 0.0, float(nbytes), [t], [t])
 
 

@@ -473,17 +473,19 @@ def _hand_all_reduce_s(n: int, nbytes: int) -> float:
 def _cost_checks(n, r):
     from torch_trn3.distributed import collective_stats, cost
     from torch_trn3 import _C
+    from torch_trn3.hw.cost import Engine
 
+    lane = Engine.COLLECTIVE.value
     # the hand price assumes every rank on one chip: LNC=2 puts 4 on chip 0
     assert cost.ranks_per_chip() >= n, (cost.ranks_per_chip(), n)
     hand_s = _hand_all_reduce_s(n, 4 << 20)
 
     with check("cost_charged_to_collective_engine"):
-        before = _C._engine_busy(LOCAL_RANK)[5]
+        before = _C._engine_busy(LOCAL_RANK)[lane]
         collective_stats(reset=True)
         x = torch.ones(1 << 20, device=DEV)  # 4 MiB
         dist.all_reduce(x)
-        after = _C._engine_busy(LOCAL_RANK)[5]
+        after = _C._engine_busy(LOCAL_RANK)[lane]
         want = cost.price("all_reduce", 4 << 20, tuple(range(n)))
         assert abs((after - before) - hand_s) < 1e-9 * hand_s, (after - before, hand_s)
         stats = collective_stats()
@@ -494,12 +496,12 @@ def _cost_checks(n, r):
 
     with check("cost_premul_sum_is_one_all_reduce"):
         x = torch.ones(1 << 20, device=DEV)
-        before = _C._engine_busy(LOCAL_RANK)[5]
+        before = _C._engine_busy(LOCAL_RANK)[lane]
         collective_stats(reset=True)
         dist.all_reduce(x, op=dist._make_nccl_premul_sum(0.5))
         stats = collective_stats()
         assert set(stats) == {"all_reduce"} and stats["all_reduce"].calls == 1, stats
-        assert abs((_C._engine_busy(LOCAL_RANK)[5] - before) - hand_s) < 1e-9 * hand_s
+        assert abs((_C._engine_busy(LOCAL_RANK)[lane] - before) - hand_s) < 1e-9 * hand_s
 
     with check("cost_event_timing"):
         start = torch.trn.Event(enable_timing=True)
