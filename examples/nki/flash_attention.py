@@ -8,11 +8,12 @@ the keys in blocks of 512 with the online softmax, never materialising the
 (seq, seq) score matrix:
 
     s     = qT^T @ kT[:, block]                   Tensor Engine -> PSUM (128, 512) fp32
-    m'    = max(m, rowmax(s))                     Vector Engine
+    m'    = max(m, rowmax(s))                     Vector Engine (kept negated: -m' is exp's bias)
     p     = exp(s - m'), rowsum(p)                one Scalar Engine activation (bias=-m', reduce)
     alpha = exp(m - m')
     l     = l * alpha + rowsum(p)
-    o     = o * alpha + p @ v[block]              p^T by nc_transpose, then 4 accumulating matmuls
+    o     = o * alpha + p @ v[block]              p^T by nc_transpose (PSUM->SBUF copies split
+                                                  Vector/Scalar), then 4 accumulating matmuls
 
 and finally out = o / l. Scores and probabilities stay on chip; HBM traffic
 is q, k, v in and out once, so the kernel is Tensor-Engine bound. Run:
@@ -40,14 +41,73 @@ P = nl.tile_size.pmax        # 128: query tile, key sub-tile, max head dim
 KB = nl.tile_size.psum_fmax  # 512: keys per block (one PSUM bank of fp32 scores)
 
 
-def _transpose_to_sbuf(src, dtype):
-    """SBUF (cols, rows) copy of SBUF tile ``src`` (rows, cols), via the Tensor Engine."""
-    rows, cols = src.shape
-    tp = nl.ndarray((cols, rows), dtype=src.dtype, buffer=nl.psum)
-    nisa.nc_transpose(dst=tp, data=src)
-    out = nl.ndarray((cols, rows), dtype=dtype, buffer=nl.sbuf)
-    nisa.tensor_copy(dst=out, src=tp)
-    return out
+QUERY_GROUP = 2              # query tiles interleaved per key block: their chains overlap
+
+
+def _start_query_tile(q, h, i, scale):
+    """Load query tile i of head h, transposed to (d, 128) with the softmax scale folded in."""
+    d = q.shape[2]
+    qt = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=qt, src=q[h, i * P:(i + 1) * P, :])
+    tq = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.psum)
+    nisa.nc_transpose(dst=tq, data=qt)
+    qT = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=qT, data=tq, op0=nl.multiply, operand0=scale)
+    return {"i": i, "qT": qT, "neg_m": None,   # -(running row max): exp's bias as it is
+            "l": nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf),
+            "o": nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)}
+
+
+def _attend_block(st, b, kT, v_tiles, dtype):
+    """One online-softmax step of a query tile over key block b."""
+    d = st["o"].shape[1]
+    s = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=s, stationary=st["qT"], moving=kT[:, b * KB:(b + 1) * KB])
+    neg_block_max = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=neg_block_max, op=nl.maximum, data=s, axis=1, negate=True)
+    if b == 0:
+        neg_m_new = neg_block_max
+    else:
+        neg_m_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=neg_m_new, data1=st["neg_m"], data2=neg_block_max, op=nl.minimum)
+    p = nl.ndarray((P, KB), dtype=dtype, buffer=nl.sbuf)
+    rowsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_m_new, reduce_op=nl.add,
+                    reduce_res=rowsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    pv = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+    sub = KB // P
+    for c in nl.static_range(sub):
+        tp = nl.ndarray((P, P), dtype=dtype, buffer=nl.psum)
+        nisa.nc_transpose(dst=tp, data=p[:, c * P:(c + 1) * P])
+        pT = nl.ndarray((P, P), dtype=dtype, buffer=nl.sbuf)
+        # PSUM -> SBUF copies alternate Vector / Scalar: both engines stay busy
+        nisa.tensor_copy(dst=pT, src=tp,
+                         engine=nisa.engine.vector if c % 2 == 0 else nisa.engine.scalar)
+        nisa.nc_matmul(dst=pv, stationary=pT, moving=v_tiles[b * sub + c], accumulate=c > 0)
+    l, o = st["l"], st["o"]
+    if b == 0:
+        nisa.tensor_copy(dst=l, src=rowsum, engine=nisa.engine.scalar)
+        nisa.tensor_copy(dst=o, src=pv)
+    else:
+        # alpha = exp(m_old - m_new) = exp(-1 * neg_m_old + neg_m_new)
+        alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=alpha, op=nl.exp, data=st["neg_m"], scale=-1.0, bias=neg_m_new)
+        nisa.scalar_tensor_tensor(dst=l, data=l, op0=nl.multiply, operand0=alpha,
+                                  op1=nl.add, operand1=rowsum)
+        nisa.scalar_tensor_tensor(dst=o, data=o, op0=nl.multiply, operand0=alpha,
+                                  op1=nl.add, operand1=pv)
+    st["neg_m"] = neg_m_new
+
+
+def _finish_query_tile(st, out, h, dtype):
+    """out tile = o / l."""
+    d = st["o"].shape[1]
+    inv_l = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=inv_l, op=nl.reciprocal, data=st["l"])
+    ot = nl.ndarray((P, d), dtype=dtype, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=ot, data=st["o"], op0=nl.multiply, operand0=inv_l)
+    i = st["i"]
+    nisa.dma_copy(dst=out[h, i * P:(i + 1) * P, :], src=ot)
 
 
 @nki.jit
@@ -55,7 +115,7 @@ def flash_attention_fwd_kernel(q, k, v, scale):
     """(heads, seq, d) q, k, v (bf16) -> softmax(q k^T * scale) v, (heads, seq, d)."""
     heads, seq, d = q.shape
     out = nl.ndarray((heads, seq, d), dtype=q.dtype, buffer=nl.shared_hbm)
-    n_q, n_kb, sub = seq // P, seq // KB, KB // P
+    n_q, n_kb = seq // P, seq // KB
 
     for h in nl.affine_range(heads):
         # K^T (d, seq) and the V tiles of this head, loaded once.
@@ -71,56 +131,13 @@ def flash_attention_fwd_kernel(q, k, v, scale):
             nisa.dma_copy(dst=vt, src=v[h, j * P:(j + 1) * P, :])
             v_tiles.append(vt)
 
-        for i in nl.affine_range(n_q):
-            qt = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.dma_copy(dst=qt, src=q[h, i * P:(i + 1) * P, :])
-            # scale folded into q^T on its way out of PSUM
-            tq = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.psum)
-            nisa.nc_transpose(dst=tq, data=qt)
-            qT = nl.ndarray((d, P), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=qT, data=tq, op0=nl.multiply, operand0=scale)
-
-            m = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            l = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            o = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)
+        for i0 in nl.affine_range(0, n_q, QUERY_GROUP):
+            group = [_start_query_tile(q, h, i, scale) for i in range(i0, min(n_q, i0 + QUERY_GROUP))]
             for b in nl.sequential_range(n_kb):
-                s = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
-                nisa.nc_matmul(dst=s, stationary=qT, moving=kT[:, b * KB:(b + 1) * KB])
-                block_max = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.tensor_reduce(dst=block_max, op=nl.maximum, data=s, axis=1)
-                m_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                if b == 0:
-                    nisa.tensor_copy(dst=m_new, src=block_max)
-                else:
-                    nisa.tensor_tensor(dst=m_new, data1=m, data2=block_max, op=nl.maximum)
-                neg_m = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.tensor_scalar(dst=neg_m, data=m_new, op0=nl.multiply, operand0=-1.0)
-                p = nl.ndarray((P, KB), dtype=q.dtype, buffer=nl.sbuf)
-                rowsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_m, reduce_op=nl.add,
-                                reduce_res=rowsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
-
-                pv = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
-                for c in nl.static_range(sub):
-                    pT = _transpose_to_sbuf(p[:, c * P:(c + 1) * P], q.dtype)
-                    nisa.nc_matmul(dst=pv, stationary=pT, moving=v_tiles[b * sub + c],
-                                   accumulate=c > 0)
-                if b == 0:
-                    nisa.tensor_copy(dst=l, src=rowsum)
-                    nisa.tensor_copy(dst=o, src=pv)
-                else:
-                    alpha = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                    nisa.activation(dst=alpha, op=nl.exp, data=m, bias=neg_m)
-                    nisa.scalar_tensor_tensor(dst=l, data=l, op0=nl.multiply, operand0=alpha,
-                                              op1=nl.add, operand1=rowsum)
-                    nisa.scalar_tensor_tensor(dst=o, data=o, op0=nl.multiply, operand0=alpha,
-                                              op1=nl.add, operand1=pv)
-                m = m_new
-            inv_l = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=inv_l, op=nl.reciprocal, data=l)
-            ot = nl.ndarray((P, d), dtype=q.dtype, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=ot, data=o, op0=nl.multiply, operand0=inv_l)
-            nisa.dma_copy(dst=out[h, i * P:(i + 1) * P, :], src=ot)
+                for st in group:
+                    _attend_block(st, b, kT, v_tiles, q.dtype)
+            for st in group:
+                _finish_query_tile(st, out, h, q.dtype)
     return out
 
 
