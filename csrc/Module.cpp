@@ -104,6 +104,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "torch_trn3 C++ core: devices, memory, generator, simulated clocks";
   m.def("_init", &init, "Configure the emulated machine (called once at import)");
   m.def("_device_count", [] { return static_cast<int>(device_count()); });
+  m.def("_max_devices", [] { return kMaxDevices; });
   m.def("_current_device", [] { return static_cast<int>(current_device()); });
   m.def("_set_device", [](int d) { set_current_device(static_cast<c10::DeviceIndex>(d)); });
   m.def("_memory_stats", &memory_stats);

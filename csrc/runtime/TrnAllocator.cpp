@@ -36,7 +36,7 @@ struct DeviceMemory {
 };
 
 std::vector<DeviceMemory>& devices_memory() {
-  static std::vector<DeviceMemory> memory(512);
+  static std::vector<DeviceMemory> memory(kMaxDevices);
   return memory;
 }
 

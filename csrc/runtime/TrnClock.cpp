@@ -71,7 +71,7 @@ struct DeviceClock {
 };
 
 std::deque<DeviceClock>& clocks() {
-  static std::deque<DeviceClock> c(512);
+  static std::deque<DeviceClock> c(kMaxDevices);
   return c;
 }
 

@@ -11,8 +11,8 @@ thread_local c10::DeviceIndex t_current_device = 0;
 }  // namespace
 
 void init_devices(const MachineConfig& config) {
-  TORCH_CHECK(config.device_count > 0 && config.device_count <= 512,
-              "torch_trn3: device_count must be in [1, 512], got ",
+  TORCH_CHECK(config.device_count > 0 && config.device_count <= kMaxDevices,
+              "torch_trn3: device_count must be in [1, ", kMaxDevices, "], got ",
               config.device_count);
   TORCH_CHECK(config.hbm_bytes > 0, "torch_trn3: HBM capacity must be > 0");
   g_config = config;

@@ -12,6 +12,11 @@
 
 namespace torch_trn3 {
 
+// Most logical devices one process emulates (per-device tables are sized by
+// it). Python reads it as torch_trn3._C._max_devices() and mirrors it as
+// torch_trn3.hw.lnc.MAX_LOGICAL_DEVICES (a test checks they agree).
+constexpr int kMaxDevices = 512;
+
 struct MachineConfig {
   int device_count = 0;       // logical devices = chips * cores / lnc
   int64_t hbm_bytes = 0;      // modelled HBM capacity of one logical device

@@ -41,7 +41,7 @@ c10::Device resolve(c10::Device d) {
 }
 
 c10::StreamId& current_stream_slot(c10::DeviceIndex device) {
-  if (t_current_stream.size() < 512) t_current_stream.resize(512, 0);
+  if (t_current_stream.size() < static_cast<size_t>(kMaxDevices)) t_current_stream.resize(kMaxDevices, 0);
   return t_current_stream[device];
 }
 

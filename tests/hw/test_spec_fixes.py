@@ -122,3 +122,21 @@ def test_fill_advice_pads_mx_k_to_512_and_bf16_k_to_128():
     assert _pad_phrase(bf16.notes) == "Pad or merge K to a multiple of 128 and M to a multiple of 128"
     split = matmul_cost(DEV, 1024, 512, 192, dtype="mxfp8")   # split array: 128-row sub-arrays
     assert _pad_phrase(split.notes) == "Pad or merge K to a multiple of 128"
+
+
+def test_system_description_reports_its_stated_fields():
+    # Facts, Systems table: NL72x2 is liquid-cooled with Gen1 4 planes x 10 switches.
+    text = get_system("trn3-nl72x2").describe()
+    assert "liquid-cooled" in text and "4 plane(s) per rack, 10 switches per plane" in text
+    assert "air-cooled" in get_system("trn2-nl16").describe()
+
+
+def test_device_cap_is_one_constant_shared_by_cpp_and_python():
+    import torch_trn3
+    from torch_trn3.config import read_machine_config
+    from torch_trn3.hw.lnc import MAX_LOGICAL_DEVICES
+
+    assert torch_trn3._C._max_devices() == MAX_LOGICAL_DEVICES == 512
+    # 129 chips x 8 cores / LNC=2 = 516 logical devices: over the cap.
+    with pytest.raises(ValueError, match="516 logical devices; at most 512"):
+        read_machine_config({"TRN3_CHIPS": "129", "TRN3_LNC": "2"})

@@ -103,19 +103,18 @@ NEURONLINK_V4 = NeuronLinkV4Ports()
 
 @dataclass(frozen=True)
 class SwitchGeneration:
-    """One NeuronLink switch generation over Trainium3's life (facts)."""
+    """One NeuronLink switch generation over Trainium3's life (facts). The
+    topology reads only which slots each plane joins (``planes_by_gen``);
+    the switch chip itself is described in words for reports."""
 
-    gen: int
-    #: Lanes and ports per switch chip (Gen3: "72+ port UALink", lanes n/a).
-    lanes_per_switch: int
-    ports_per_switch: int
+    #: The facts' words for the switch chip, e.g. "160-lane 20-port PCIe 6 switch".
     description: str
 
 
 SWITCH_GENERATIONS: Mapping[int, SwitchGeneration] = MappingProxyType({
-    1: SwitchGeneration(1, 160, 20, "160-lane 20-port PCIe 6 switch, multi-plane"),
-    2: SwitchGeneration(2, 320, 40, "320-lane 40-port PCIe 6 switch"),
-    3: SwitchGeneration(3, 0, 72, "72+ port UALink switch, all-to-all in the rack"),
+    1: SwitchGeneration("160-lane 20-port PCIe 6 switch, multi-plane"),
+    2: SwitchGeneration("320-lane 40-port PCIe 6 switch"),
+    3: SwitchGeneration("72+ port UALink switch, all-to-all in the rack"),
 })
 
 
@@ -155,7 +154,7 @@ class SwitchedSystemSpec:
     #: Gen2 NL72x2 "drops to 2 planes": slots {A,C} and {B,D} (grouping est.).
     #: Gen2 NL32x2 and Gen3: one plane per rack (1 hop in the rack).
     planes_by_gen: Tuple[Tuple[int, Tuple[Tuple[int, ...], ...]], ...]
-    #: Switch chips per plane per rack, Gen1 (facts; informational).
+    #: Switch chips per plane per rack, Gen1 (facts; shown in reports).
     gen1_switches_per_plane: int
     cooling: str
 
@@ -278,9 +277,8 @@ class CollectiveCoreSpec:
     #: Whether data moves SBUF to SBUF with no HBM round trip (facts, for
     #: Trainium3). Not stated for Trainium2: est. False (staged in HBM).
     sbuf_to_sbuf: bool
-    #: Reductions run near memory as one read-add-write instruction (facts,
-    #: Trainium3), so a reduce step costs no engine time; assumed for both.
-    near_memory_reduce: bool = True
+    # Reductions run near memory as one read-add-write instruction (facts,
+    # Trainium3), so the model charges a reduce step no engine time (both chips).
 
 
 COLLECTIVE_CORES: Mapping[str, CollectiveCoreSpec] = MappingProxyType({

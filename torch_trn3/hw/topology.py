@@ -126,11 +126,13 @@ class System:
             gen = S.SWITCH_GENERATIONS[self.switch_gen]
             wiring = f"{self.spec.pcb_wiring} tray wiring" + (
                 " (est.)" if self.spec.pcb_wiring_estimated else "")
+            switches = (f", {self.spec.gen1_switches_per_plane} switches per plane"
+                        if self.switch_gen == 1 else "")
             shape = (f"switched, Gen{self.switch_gen} ({gen.description}), "
-                     f"{len(planes)} plane(s) per rack, {wiring}")
+                     f"{len(planes)} plane(s) per rack{switches}, {wiring}")
         else:
             shape = "x".join(map(str, self.spec.dims)) + f" {len(self.spec.dims)}D torus"
-        return (f"{self.name}: {self.num_chips} chips, {shape}, "
+        return (f"{self.name}: {self.num_chips} chips, {shape}, {self.spec.cooling}-cooled, "
                 f"EFA {self.efa_gbps} Gb/s per chip")
 
     # ----- chip-level resources the cost model reads ----------------------
