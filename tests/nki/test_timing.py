@@ -149,3 +149,50 @@ def test_untimed_on_cpu_and_isa_cost_reads_the_spec():
     assert c.flops / c.seconds / CHIP.tensor.peak_flops_per_core("bf16") == pytest.approx(512 / 576)
     mx = isa_cost.nc_matmul_mx(CHIP, 512, 128, 512)
     assert mx.seconds == c.seconds and mx.flops == 4 * c.flops
+
+
+def test_a_load_into_a_new_tile_does_not_wait_for_unrelated_compute():
+    @nki.jit
+    def k(x, y):
+        out = nl.ndarray(x.shape, x.dtype, buffer=nl.shared_hbm)
+        t = nl.load(x)
+        s = nl.ndarray(x.shape, x.dtype, buffer=nl.sbuf)
+        for _ in nl.sequential_range(10):
+            nisa.activation(s, nl.exp, t)
+        u = nl.load(y)                      # independent of the activations
+        nisa.tensor_tensor(u, u, s, op=nl.add)
+        nisa.dma_copy(dst=out, src=u)
+        return out
+
+    x = torch.randn(128, 512, device=DEV)
+    with tp.profile() as prof:
+        k(x, x)
+    dmas = [r for r in prof.records if r.name == "nki::dma_copy"]
+    acts = [r for r in prof.records if r.name == "nki::activation"]
+    assert dmas[1].start_s == pytest.approx(dmas[0].end_s)   # right behind the first load
+    assert dmas[1].end_s < acts[-1].end_s                    # overlapping the Scalar chain
+    assert dmas[2].start_s >= max(r.end_s for r in prof.records if r.name == "nki::tensor_tensor")
+
+
+def test_stores_do_not_hold_back_later_loads():
+    """A store waiting for compute runs on the kernel's store queue; loads issued after it go on."""
+    @nki.jit
+    def k(x):
+        out = nl.ndarray(x.shape, x.dtype, buffer=nl.shared_hbm)
+        t = nl.load(x[:, 0:256])
+        s = nl.ndarray((128, 256), x.dtype, buffer=nl.sbuf)
+        for _ in nl.sequential_range(20):
+            nisa.activation(s, nl.exp, t)
+        nisa.dma_copy(dst=out[:, 0:256], src=s)     # waits for the activations
+        u = nl.load(x[:, 256:512])                   # must not wait for that store
+        nisa.dma_copy(dst=out[:, 256:512], src=u)
+        return out
+
+    x = torch.randn(128, 512, device=DEV)
+    with tp.profile() as prof:
+        y = k(x)
+    dmas = [r for r in prof.records if r.name == "nki::dma_copy"]
+    assert dmas[2].start_s == pytest.approx(dmas[0].end_s)
+    assert dmas[2].end_s < dmas[1].start_s
+    assert {r.stream for r in dmas} == {dmas[0].stream, dmas[1].stream} and dmas[0].stream != dmas[1].stream
+    torch.testing.assert_close(y.cpu(), torch.cat([torch.exp(x[:, :256]), x[:, 256:]], 1).cpu())

@@ -79,12 +79,19 @@ class KernelContext:
             event.record(stream)
             stream.wait_event(event)
             self._stream = stream
+            self._store_stream = _store_stream(self.device)
+            self._store_stream.wait_event(event)
             self._start_s = _C._stream_now(self.dev_index, stream.stream_id)
         _STACK.append(self)
         return self
 
     def __exit__(self, *exc):
         _STACK.remove(self)
+        if self.timed:
+            # The kernel is done when its stores are.
+            done = torch.trn.Event()
+            done.record(self._store_stream)
+            self._stream.wait_event(done)
         return False
 
     def report(self) -> KernelReport:
@@ -243,10 +250,11 @@ class KernelContext:
             cost = self._lane_costs[key] = isa_cost.lane(self.chip, engine, free_elems, passes, transcendental)
         return cost
 
-    def charge(self, op: str, cost: isa_cost.InstructionCost, reads, writes) -> None:
+    def charge(self, op: str, cost: isa_cost.InstructionCost, reads, writes, store: bool = False) -> None:
         """Schedules one instruction on its engine: it waits for the tiles it reads
         (and, after their first write, for the tiles it writes) and makes the
-        tiles it writes ready when it ends."""
+        tiles it writes ready when it ends. ``store``: a DMA into HBM, issued on
+        the kernel's store queue (see :func:`_store_stream`)."""
         engine = cost.engine._value_
         self.busy[engine] += cost.seconds
         self.count[engine] += 1
@@ -257,11 +265,40 @@ class KernelContext:
         ins = [t.alloc.dep for t in reads]
         outs = []
         for w in writes:
-            if w.alloc.written_once:
-                ins.append(w.alloc.dep)
-            outs.append(w.alloc.dep)
+            alloc = w.alloc
+            if alloc.timeline_written:
+                ins.append(alloc.dep)
+            else:
+                alloc.timeline_written = True
+            outs.append(alloc.dep)
+        if store:
+            torch.accelerator.set_stream(self._store_stream)
+            try:
+                _C._charge(op, self.dev_index, engine, cost.seconds, cost.flops, cost.hbm_bytes,
+                           ins, outs, cost.memory_s, cost.compute_s)
+            finally:
+                torch.accelerator.set_stream(self._stream)
+            return
         _C._charge(op, self.dev_index, engine, cost.seconds, cost.flops, cost.hbm_bytes,
                    ins, outs, cost.memory_s, cost.compute_s)
+
+
+_STORE_STREAMS: dict = {}
+
+
+def _store_stream(device: torch.device):
+    """The second DMA queue of kernels on ``device``: DMAs into HBM (stores).
+
+    Why: the device timeline keeps one in-order DMA queue per stream, but a
+    NeuronCore drives 16 DMA queues, so a store waiting for the compute that
+    produces its tile does not hold back the loads issued after it. Stores
+    run on this stream's queue, loads on the kernel's own; the kernel starts
+    both when it starts and ends when both are done.
+    """
+    stream = _STORE_STREAMS.get(device)
+    if stream is None:
+        stream = _STORE_STREAMS[device] = torch.trn.Stream(device=device)
+    return stream
 
 
 def _grid_methods():

@@ -243,7 +243,7 @@ def dma_copy(dst, src, dst_rmw_op=None, oob_mode=oob_mode.error, dge_mode=dge_mo
     hbm = (nbytes if src.alloc.buffer.is_hbm else 0) + \
         (n * dst.data.element_size() if dst.alloc.buffer.is_hbm else 0)
     cost = ctx.cost(isa_cost.dma, nbytes, hbm, ctx.logical.hbm_bytes_per_s)
-    ctx.charge("nki::dma_copy", cost, reads, [dst])
+    ctx.charge("nki::dma_copy", cost, reads, [dst], store=dst.alloc.buffer.is_hbm)
 
 
 # ----------------------------------------------------------------- Tensor Engine
@@ -342,7 +342,7 @@ def nc_matmul(dst, stationary, moving, is_stationary_onezero=False, is_moving_on
     _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
     dtype = "fp32" if torch.float32 in (stationary.dtype, moving.dtype) else "bf16"
     cost = ctx.cost(isa_cost.nc_matmul, k, m, n, dtype)
-    ctx.charge("nki::nc_matmul", cost, [stationary, moving, dst], [dst])
+    ctx.charge("nki::nc_matmul", cost, [stationary, moving], [dst])
 
 
 def nc_transpose(dst, data, engine=engine.unknown, name=None) -> None:
@@ -773,7 +773,7 @@ def nc_matmul_mx(dst, stationary, moving, stationary_scale, moving_scale, tile_p
     b = _mx_operand(moving, moving_scale, ctx, instr, "moving")
     _accumulate_into(ctx, instr, dst, a.t(), b, accumulate)
     cost = ctx.cost(isa_cost.nc_matmul_mx, kp * stationary.dtype.pack, m, n)
-    ctx.charge("nki::nc_matmul_mx", cost, [stationary, moving, stationary_scale, moving_scale, dst], [dst])
+    ctx.charge("nki::nc_matmul_mx", cost, [stationary, moving, stationary_scale, moving_scale], [dst])
 
 
 # ------------------------------------------------------------------ batch norm

@@ -63,7 +63,7 @@ class Allocation:
     """
 
     __slots__ = ("buffer", "name", "dtype", "data", "state", "dep", "device_tensor", "read_only",
-                 "written_once", "full", "all_mm", "ctx", "pp_bytes", "banks", "__weakref__")
+                 "written_once", "timeline_written", "full", "all_mm", "ctx", "pp_bytes", "banks", "__weakref__")
 
     def __init__(self, buffer: MemoryRegion, name: str, dtype, data: torch.Tensor, *,
                  device_tensor: Optional[torch.Tensor] = None, read_only: bool = False,
@@ -90,6 +90,9 @@ class Allocation:
             self.full = True
             self.written_once = read_only
         self.all_mm = False
+        #: True once an instruction writing this allocation was scheduled: later
+        #: writes wait for it (so the ready time only moves forward).
+        self.timeline_written = False
 
     def __del__(self):
         try:
