@@ -252,3 +252,49 @@ def test_error_classes_are_standard_exceptions_too():
     assert issubclass(nki.NkiShapeError, ValueError)
     assert issubclass(nki.NkiIndexError, IndexError)
     assert issubclass(nki.NkiCapacityError, MemoryError)
+
+
+def test_accumulate_true_onto_psum_no_matmul_wrote():
+    @nki.jit
+    def k(a, b):
+        acc = nl.ndarray((64, 64), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc, nl.load(a), nl.load(b), accumulate=True)  # BAD
+        return a
+
+    _raises(k, nki.NkiUninitializedReadError, (64, 64), (64, 64),
+            match=("dst (accumulate=True) reads psum before any matmul wrote it",), marker="# BAD")
+
+
+def test_reduce_res_from_registers_nothing_wrote():
+    @nki.jit
+    def k(a):
+        t = nl.load(a)
+        y = nl.ndarray(t.shape, t.dtype, buffer=nl.sbuf)
+        r = nl.ndarray((t.shape[0], 1), t.dtype, buffer=nl.sbuf)
+        nisa.activation(y, nl.exp, t, reduce_op=nl.add, reduce_res=r)  # BAD: reduce_cmd=idle
+        return a
+
+    _raises(k, nki.NkiUninitializedReadError, (8, 8), match=("reduce registers nothing wrote", "reset_reduce"),
+            marker="# BAD")
+
+
+def test_power_runs_only_on_gpsimd():
+    @nki.jit
+    def k(a):
+        t = nl.load(a)
+        y = nl.ndarray(t.shape, t.dtype, buffer=nl.sbuf)
+        nisa.tensor_tensor(y, t, t, op=nl.power, engine=nisa.engine.vector)  # BAD
+        return a
+
+    _raises(k, nki.NkiEngineError, (8, 8), match=("Vector Engine cannot run", "nl.power runs on GpSimd"),
+            marker="# BAD")
+
+
+def test_dma_cannot_reach_psum():
+    @nki.jit
+    def k(a):
+        acc = nl.ndarray((8, 8), nl.float32, buffer=nl.psum)
+        nisa.dma_copy(dst=acc, src=a)  # BAD
+        return a
+
+    _raises(k, nki.NkiBufferError, (8, 8), match=("dst is in PSUM, must be in HBM",), marker="# BAD")
