@@ -41,7 +41,7 @@ P = nl.tile_size.pmax        # 128: query tile, key sub-tile, max head dim
 KB = nl.tile_size.psum_fmax  # 512: keys per block (one PSUM bank of fp32 scores)
 
 
-QUERY_GROUP = 2              # query tiles interleaved per key block: their chains overlap
+QUERY_GROUP = 4              # query tiles interleaved stage by stage per key block
 
 
 def _start_query_tile(q, h, i, scale):
@@ -58,33 +58,48 @@ def _start_query_tile(q, h, i, scale):
             "o": nl.ndarray((P, d), dtype=nl.float32, buffer=nl.sbuf)}
 
 
-def _attend_block(st, b, kT, v_tiles, dtype):
-    """One online-softmax step of a query tile over key block b."""
-    d = st["o"].shape[1]
-    s = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
-    nisa.nc_matmul(dst=s, stationary=st["qT"], moving=kT[:, b * KB:(b + 1) * KB])
+def _scores(st, b, kT):
+    """Stage 1 (Tensor Engine): s = (q scale) k^T for key block b, in PSUM."""
+    st["s"] = nl.ndarray((P, KB), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst=st["s"], stationary=st["qT"], moving=kT[:, b * KB:(b + 1) * KB])
+
+
+def _probabilities(st, b, dtype):
+    """Stage 2 (Vector, then Scalar Engine): running max, p = exp(s - max) and its row sum."""
     neg_block_max = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=neg_block_max, op=nl.maximum, data=s, axis=1, negate=True)
+    nisa.tensor_reduce(dst=neg_block_max, op=nl.maximum, data=st["s"], axis=1, negate=True)
     if b == 0:
         neg_m_new = neg_block_max
     else:
         neg_m_new = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_tensor(dst=neg_m_new, data1=st["neg_m"], data2=neg_block_max, op=nl.minimum)
-    p = nl.ndarray((P, KB), dtype=dtype, buffer=nl.sbuf)
-    rowsum = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=p, op=nl.exp, data=s, bias=neg_m_new, reduce_op=nl.add,
-                    reduce_res=rowsum, reduce_cmd=nisa.reduce_cmd.reset_reduce)
-    pv = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
+    st["p"] = nl.ndarray((P, KB), dtype=dtype, buffer=nl.sbuf)
+    st["rowsum"] = nl.ndarray((P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=st["p"], op=nl.exp, data=st["s"], bias=neg_m_new, reduce_op=nl.add,
+                    reduce_res=st["rowsum"], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    st["s"] = None
+    st["neg_m_new"] = neg_m_new
+
+
+def _weighted_values(st, b, v_tiles, dtype):
+    """Stage 3 (Tensor Engine, copies on Vector/Scalar): pv = p @ v[block] via p^T."""
+    d = st["o"].shape[1]
+    st["pv"] = nl.ndarray((P, d), dtype=nl.float32, buffer=nl.psum)
     sub = KB // P
     for c in nl.static_range(sub):
         tp = nl.ndarray((P, P), dtype=dtype, buffer=nl.psum)
-        nisa.nc_transpose(dst=tp, data=p[:, c * P:(c + 1) * P])
+        nisa.nc_transpose(dst=tp, data=st["p"][:, c * P:(c + 1) * P])
         pT = nl.ndarray((P, P), dtype=dtype, buffer=nl.sbuf)
         # PSUM -> SBUF copies alternate Vector / Scalar: both engines stay busy
         nisa.tensor_copy(dst=pT, src=tp,
                          engine=nisa.engine.vector if c % 2 == 0 else nisa.engine.scalar)
-        nisa.nc_matmul(dst=pv, stationary=pT, moving=v_tiles[b * sub + c], accumulate=c > 0)
-    l, o = st["l"], st["o"]
+        nisa.nc_matmul(dst=st["pv"], stationary=pT, moving=v_tiles[b * sub + c], accumulate=c > 0)
+    st["p"] = None
+
+
+def _rescale(st, b):
+    """Stage 4: l = l * alpha + rowsum, o = o * alpha + pv, alpha = exp(m_old - m_new)."""
+    l, o, pv, rowsum, neg_m_new = st["l"], st["o"], st["pv"], st["rowsum"], st["neg_m_new"]
     if b == 0:
         nisa.tensor_copy(dst=l, src=rowsum, engine=nisa.engine.scalar)
         nisa.tensor_copy(dst=o, src=pv)
@@ -96,7 +111,7 @@ def _attend_block(st, b, kT, v_tiles, dtype):
                                   op1=nl.add, operand1=rowsum)
         nisa.scalar_tensor_tensor(dst=o, data=o, op0=nl.multiply, operand0=alpha,
                                   op1=nl.add, operand1=pv)
-    st["neg_m"] = neg_m_new
+    st["neg_m"], st["pv"], st["rowsum"] = neg_m_new, None, None
 
 
 def _finish_query_tile(st, out, h, dtype):
@@ -134,8 +149,16 @@ def flash_attention_fwd_kernel(q, k, v, scale):
         for i0 in nl.affine_range(0, n_q, QUERY_GROUP):
             group = [_start_query_tile(q, h, i, scale) for i in range(i0, min(n_q, i0 + QUERY_GROUP))]
             for b in nl.sequential_range(n_kb):
+                # stage by stage across the group: while one tile waits on the
+                # Vector/Scalar Engines, the Tensor Engine works on the other
                 for st in group:
-                    _attend_block(st, b, kT, v_tiles, q.dtype)
+                    _scores(st, b, kT)
+                for st in group:
+                    _probabilities(st, b, q.dtype)
+                for st in group:
+                    _weighted_values(st, b, v_tiles, q.dtype)
+                for st in group:
+                    _rescale(st, b)
             for st in group:
                 _finish_query_tile(st, out, h, q.dtype)
     return out
