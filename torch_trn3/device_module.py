@@ -314,5 +314,7 @@ def is_bf16_supported(including_emulation: bool = True) -> bool:
 
 
 def get_amp_supported_dtype() -> List[torch.dtype]:
-    return [torch.bfloat16, torch.float16]
+    # float32 as CUDA accepts it: torchtitan's MoE router runs under
+    # torch.autocast(device_type, dtype=torch.float32) to keep routing in fp32.
+    return [torch.bfloat16, torch.float16, torch.float32]
 

@@ -16,16 +16,27 @@ model says that step costs on the emulated device:
 - peak HBM: ``max_memory_allocated`` of this rank's logical device since
   the previous log (torchtitan resets peak stats after each log).
 
-The wrapper is installed when ``torchtitan.components.metrics`` is imported
-(nothing of torchtitan changes otherwise); torchtitan's own wall-clock
-``tps``/``mfu`` are left as they are (host time, not device time).
+At the end of training (``Trainer.train`` returning or raising), the
+:mod:`torch_trn3.profiler` summary of the whole run (one profiler step per
+torchtitan train step) is logged, and its Chrome trace (Perfetto) is
+written to ``$TORCH_TRN3_TITAN_TRACE`` if set (``{rank}`` in it is replaced
+by the global rank), else ``<dump_folder>/trn_profile/rank{rank}_trace.json``.
+The profiler keeps every op record of the run in host memory, so use the
+switch on short runs (a few hundred steps of a debug model).
+
+The wrappers are installed when ``torchtitan.components.metrics`` and
+``torchtitan.trainer`` are imported (nothing of torchtitan changes
+otherwise); torchtitan's own wall-clock ``tps``/``mfu`` are left as they
+are (host time, not device time).
 """
 from __future__ import annotations
 
 import os
 
 ENV = "TORCH_TRN3_TITAN_REPORT"
+TRACE_ENV = "TORCH_TRN3_TITAN_TRACE"
 _METRICS = "torchtitan.components.metrics"
+_TRAINER = "torchtitan.trainer"
 
 
 def enabled() -> bool:
@@ -82,11 +93,75 @@ def _modelled_line(mp, step: int, device, dev_mod) -> str:
             f"(bf16 peak {props.peak_bf16_flops / 1e12:.2f} TFLOP/s)  {mem}")
 
 
+def trace_path(dump_folder: str, rank: int) -> str:
+    """Where the run's Chrome trace goes (see the module docstring)."""
+    custom = os.environ.get(TRACE_ENV)
+    if custom:
+        return custom.replace("{rank}", str(rank))
+    return os.path.join(dump_folder, "trn_profile", f"rank{rank}_trace.json")
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _wrap_trainer() -> None:
+    """Profiles ``Trainer.train``: a profiler step per ``train_step``; at
+    the end, the summary in torchtitan's log and the trace on disk."""
+    import sys
+
+    trainer_cls = sys.modules[_TRAINER].Trainer
+    if getattr(trainer_cls.train, "_trn3_report", False):
+        return
+    orig_train, orig_step = trainer_cls.train, trainer_cls.train_step
+
+    def train_step(self, *args, **kwargs):
+        out = orig_step(self, *args, **kwargs)
+        prof = getattr(self, "_trn3_profile", None)
+        if prof is not None:
+            prof.step()
+        return out
+
+    def train(self, *args, **kwargs):
+        from .profiler import profile
+
+        prof = self._trn3_profile = profile()
+        prof.start()
+        try:
+            return orig_train(self, *args, **kwargs)
+        finally:
+            prof.stop()
+            self._trn3_profile = None
+            _report_profile(prof, self.config.dump_folder)
+
+    for new, orig in ((train, orig_train), (train_step, orig_step)):
+        new._trn3_report = True
+        new.__wrapped__ = orig
+    trainer_cls.train, trainer_cls.train_step = train, train_step
+
+
+def _report_profile(prof, dump_folder: str) -> None:
+    from torchtitan.tools.logging import logger
+
+    if not prof.records:
+        logger.info("torch_trn3 profile: no ops ran on the device")
+        return
+    path = trace_path(dump_folder, _rank())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    prof.export_chrome_trace(path)
+    logger.info("%s\ntorch_trn3 trace (modelled device time, Perfetto / chrome://tracing): %s",
+                prof.summary(), path)
+
+
 def install() -> None:
-    """Wraps torchtitan's ``MetricsProcessor.log`` when it is imported, if
-    ``TORCH_TRN3_TITAN_REPORT`` is set. Imports nothing of torchtitan."""
+    """Wraps torchtitan's ``MetricsProcessor.log`` and ``Trainer.train``
+    when they are imported, if ``TORCH_TRN3_TITAN_REPORT`` is set. Imports
+    nothing of torchtitan."""
     if not enabled():
         return
     from .compiler._hooks import _after_import
 
     _after_import(_METRICS, _wrap_metrics_processor)
+    _after_import(_TRAINER, _wrap_trainer)
