@@ -3,10 +3,11 @@
 Per 128-row tile (rows on the partitions): the row max on the Vector Engine
 (``tensor_reduce`` with ``negate=True`` gives -max directly), then one Scalar
 Engine instruction computes exp(x - max) *and* its row sum (``activation``
-with ``bias=-max`` and ``reduce_op=nl.add``), the reciprocal of the sum on
-the Vector Engine and the scaling by it, then one DMA out. Tiles are
-independent (``nl.affine_range``), so the DMA of tile t+1 overlaps the
-compute of tile t on the modelled timeline. Run:
+with ``bias=-max`` and ``reduce_op=nl.add``), the reciprocal of the sum, and
+the scaling by it on GpSimd (its operands are in SBUF, and the Vector Engine
+is the busiest), then one DMA out. Tiles are independent
+(``nl.affine_range``), so the DMA of tile t+1 overlaps the compute of tile t
+and the three compute engines work on different tiles at once. Run:
 
     python examples/nki/softmax.py
 """
@@ -46,7 +47,8 @@ def softmax_kernel(x):
         inv = nl.ndarray((rows, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=inv, op=nl.reciprocal, data=total)
         yt = nl.ndarray((rows, d), dtype=x.dtype, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=yt, data=e, op0=nl.multiply, operand0=inv)
+        # the scaling reads SBUF only, so GpSimd can take it off the busy Vector Engine
+        nisa.tensor_scalar(dst=yt, data=e, op0=nl.multiply, operand0=inv, engine=nisa.engine.gpsimd)
         nisa.dma_copy(dst=out[r0:r0 + rows, :], src=yt)
     return out
 
