@@ -92,5 +92,8 @@ def register(config: MachineConfig) -> None:
     from . import titan_report
 
     titan_report.install()  # TORCH_TRN3_TITAN_REPORT=1: modelled step time/MFU/HBM in torchtitan's log
+    from . import titan_checks
+
+    titan_checks.install()  # torchtitan options trn cannot honour fail at start-up
     atexit.register(_stop_autograd_device_threads)
     _done = True
