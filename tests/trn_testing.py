@@ -57,3 +57,17 @@ def run_python(code: str, timeout: float = 120, **env_overrides: str) -> subproc
         timeout=timeout,
     )
 
+
+def raw_records(fn):
+    """(fn's result, the C++ op records it produced): each record is the tuple
+    ``torch_trn3._C._drain_records()`` returns (name, scope, device, stream,
+    engine, start_s, end_s, flops, bytes, inputs, outputs, hbm_stall_s,
+    folded_into)."""
+    torch_trn3._C._drain_records()
+    torch_trn3._C._set_recording(True)
+    try:
+        out = fn()
+    finally:
+        torch_trn3._C._set_recording(False)
+    return out, torch_trn3._C._drain_records()
+

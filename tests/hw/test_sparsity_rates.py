@@ -17,6 +17,7 @@ from torch_trn3.hw.cost import matmul_cost
 from torch_trn3.hw.lnc import logical_device
 from torch_trn3.hw.specs import TRN2, TRN3, UNPUBLISHED_SPARSE_FACTOR
 from torch_trn3.mx import SPARSITY_PATTERNS, prune_structured, sparse_mm
+from trn_testing import raw_records
 
 DEV = logical_device(TRN3, 2)
 CLOCK = 2.4e9
@@ -76,22 +77,12 @@ def test_unknown_pattern_and_trainium2_are_refused():
         matmul_cost(logical_device(TRN2, 2), 128, 128, 128, dtype="mxfp8", sparsity="4:8")
 
 
-def _records(fn):
-    torch_trn3._C._drain_records()
-    torch_trn3._C._set_recording(True)
-    try:
-        out = fn()
-    finally:
-        torch_trn3._C._set_recording(False)
-    return out, torch_trn3._C._drain_records()
-
-
 @pytest.mark.parametrize("n,m", SPARSITY_PATTERNS, ids=lambda v: str(v))
 def test_sparse_mm_on_trn_is_charged_at_its_pattern_rate(n, m):
     g = torch.Generator().manual_seed(n * 100 + m)
     a, w = torch.randn(64, 96, generator=g), torch.randn(32, 96, generator=g)
     sp = prune_structured(w.trn(), n, m)
-    out, records = _records(lambda: sparse_mm(a.trn(), sp))
+    out, records = raw_records(lambda: sparse_mm(a.trn(), sp))
     assert torch.equal(out.cpu(), a @ sp.to_dense().cpu().t())
     (rec,) = [r for r in records if r[0] == "torch_trn3::sparse_mm"]
     cost = matmul_cost(torch_trn3.machine.logical, 64, 32, 96, dtype="mxfp8", sparsity=f"{n}:{m}")

@@ -10,6 +10,7 @@ import torch_trn3
 from torch_trn3 import chip_model
 from torch_trn3.hw.cost import matmul_cost
 from torch_trn3.mx import mx_grouped_mm, mx_mm, prune_structured, sparse_mm, to_mx, to_nvfp4, w4a8_linear
+from trn_testing import raw_records
 
 E4M3, FP4 = torch.float8_e4m3fn, torch.float4_e2m1fn_x2
 
@@ -110,19 +111,9 @@ def test_grouped_mm_bf16_and_mx_on_trn():
     assert torch.equal(mx_grouped_mm(xm.to("trn"), wm.to("trn"), offs.trn()).cpu(), mx_grouped_mm(xm, wm, offs))
 
 
-def _profiled(fn):
-    torch_trn3._C._drain_records()
-    torch_trn3._C._set_recording(True)
-    try:
-        out = fn()
-    finally:
-        torch_trn3._C._set_recording(False)
-    return out, torch_trn3._C._drain_records()
-
-
 def test_mx_matmul_is_charged_once_at_the_mx_rate():
     a, b, _ = operands(E4M3, m=256, n=256, k=256)
-    _, records = _profiled(lambda: mx_mm(a.to("trn"), b.to("trn")))
+    _, records = raw_records(lambda: mx_mm(a.to("trn"), b.to("trn")))
     tensor_ops = [r for r in records if r[4] == 0]
     assert [r[0] for r in tensor_ops] == ["torch_trn3::mx_mm"]   # dequantize+fp32 mm are not charged
     expected = matmul_cost(torch_trn3.machine.logical, 256, 256, 256, dtype="mxfp8")
@@ -133,7 +124,7 @@ def test_sparse_mm_values_equal_dense_of_pruned_and_are_charged_sparse():
     g = torch.Generator().manual_seed(3)
     a, w = torch.randn(64, 128, generator=g), torch.randn(32, 128, generator=g)
     sp = prune_structured(w.trn(), 4, 8)
-    out, records = _profiled(lambda: sparse_mm(a.trn(), sp))
+    out, records = raw_records(lambda: sparse_mm(a.trn(), sp))
     assert torch.equal(out.cpu(), a @ sp.to_dense().cpu().t())
     assert [r[0] for r in records if r[4] == 0] == ["torch_trn3::sparse_mm"]
 
@@ -152,7 +143,7 @@ def test_w4a8_weights_cost_half_the_hbm_bytes_of_mxfp8():
     g = torch.Generator().manual_seed(4)
     x, w = torch.randn(16, 256, generator=g), torch.randn(512, 256, generator=g)
     w4 = to_mx(w, FP4).to("trn")
-    out, records = _profiled(lambda: w4a8_linear(x.trn(), w4))
+    out, records = raw_records(lambda: w4a8_linear(x.trn(), w4))
     (rec,) = [r for r in records if r[0] == "torch_trn3::w4a8_linear"]
     mxfp8 = matmul_cost(torch_trn3.machine.logical, 16, 512, 256, dtype="mxfp8")
     from torch_trn3.hw.specs import dtype_bytes
