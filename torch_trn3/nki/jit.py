@@ -9,7 +9,6 @@ kernel leaves device memory outside its (fresh) outputs untouched.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from typing import Optional
@@ -90,7 +89,7 @@ class Kernel:
         previous_chip = _nl._current_chip
         _nl._current_chip = ctx.chip
         try:
-            with torch.no_grad(), _one_host_thread(), ctx:
+            with torch.no_grad(), ctx:
                 names = iter(f"arg{i}" for i in itertools.count())
                 params = list(_param_names(self.func))
 
@@ -114,24 +113,6 @@ class Kernel:
             _nl._current_chip = previous_chip
         self.last_report = _LAST_REPORT = ctx.report()
         return out
-
-
-@contextlib.contextmanager
-def _one_host_thread():
-    """Runs a kernel body with torch's intra-op parallelism off. Why: every
-    instruction works on one tile (at most 128 partitions x 512 elements),
-    too small for a parallel region to pay for its fork and join; with two
-    threads on a busy 2-core host the tiled 2048^3 matmul of
-    benchmarks/bench_nki.py took 5x longer than with one."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _param_names(func):
