@@ -24,7 +24,6 @@ from . import _aten_kernels, chip_model
 from .hw.specs import MX_BLOCK_SIZE
 from .mx import MXTensor, mx_grouped_mm, mx_mm
 
-_MX_BLOCK = MX_BLOCK_SIZE
 _TENSORWISE, _ROWWISE, _BLOCK1X16, _BLOCK1X32 = 0, 1, 2, 3
 _NO_SWIZZLE = 0
 _FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
@@ -35,14 +34,14 @@ def _operand(mat: torch.Tensor, scale: torch.Tensor, name: str) -> MXTensor:
     rows = mat.shape[0]
     packed = mat.dtype == torch.float4_e2m1fn_x2
     k = mat.shape[1] * (2 if packed else 1)
-    if k % _MX_BLOCK:
-        raise ValueError(f"{name}: K={k} is not a multiple of the MX block size {_MX_BLOCK}")
-    if scale.numel() != rows * (k // _MX_BLOCK):
+    if k % MX_BLOCK_SIZE:
+        raise ValueError(f"{name}: K={k} is not a multiple of the MX block size {MX_BLOCK_SIZE}")
+    if scale.numel() != rows * (k // MX_BLOCK_SIZE):
         raise ValueError(
-            f"{name}: expected {rows * (k // _MX_BLOCK)} E8M0 scales ({rows} x {k // _MX_BLOCK}, one per "
+            f"{name}: expected {rows * (k // MX_BLOCK_SIZE)} E8M0 scales ({rows} x {k // MX_BLOCK_SIZE}, one per "
             f"32-element block along K, unswizzled), got shape {tuple(scale.shape)}"
         )
-    return MXTensor(mat.contiguous(), scale.reshape(rows, k // _MX_BLOCK).contiguous(), _MX_BLOCK,
+    return MXTensor(mat.contiguous(), scale.reshape(rows, k // MX_BLOCK_SIZE).contiguous(), MX_BLOCK_SIZE,
                     elem_dtype=torch.float4_e2m1fn_x2 if packed else None)
 
 
@@ -155,12 +154,12 @@ def scaled_grouped_mm(a, b, scale_a, scale_b, offs=None, bias=None, scale_result
     with chip_model.uncharged():
         if scale_a.dtype == torch.float8_e8m0fnu:
             b_nk = b.transpose(-2, -1)
-            k_blocks = a.shape[-1] * (2 if a.dtype == torch.float4_e2m1fn_x2 else 1) // _MX_BLOCK
+            k_blocks = a.shape[-1] * (2 if a.dtype == torch.float4_e2m1fn_x2 else 1) // MX_BLOCK_SIZE
             fp4 = torch.float4_e2m1fn_x2 if a.dtype == torch.float4_e2m1fn_x2 else None
-            ma = MXTensor(a.contiguous(), scale_a.reshape(*a.shape[:-1], k_blocks).contiguous(), _MX_BLOCK,
+            ma = MXTensor(a.contiguous(), scale_a.reshape(*a.shape[:-1], k_blocks).contiguous(), MX_BLOCK_SIZE,
                           elem_dtype=fp4)
             mb = MXTensor(b_nk.contiguous(), scale_b.reshape(*b_nk.shape[:-1], k_blocks).contiguous(),
-                          _MX_BLOCK, elem_dtype=fp4)
+                          MX_BLOCK_SIZE, elem_dtype=fp4)
             out = mx_grouped_mm(ma, mb, offs, out_dtype=torch.float32)
         else:
             if a.dtype not in _FP8 or b.dtype not in _FP8:

@@ -11,6 +11,8 @@ import enum
 
 import torch
 
+from ..hw.specs import MX_BLOCK_SIZE
+
 # --- E8M0 shared scale (OCP MX v1.0, section 5.4) ---------------------------
 #: E8M0 stores the unbiased exponent plus this bias; no sign, no mantissa.
 E8M0_EXPONENT_BIAS = 127
@@ -21,10 +23,9 @@ E8M0_MAX_EXPONENT = 127
 #: Byte 0xFF is the only NaN; E8M0 has no Inf and no zero.
 E8M0_NAN = 0xFF
 
-#: The only block size the Trainium3 Tensor Engine runs (one scale per 32
-#: contraction elements; the number lives in hw/specs.py); ``to_mx``
-#: accepts others for experiments.
-from ..hw.specs import MX_BLOCK_SIZE  # noqa: E402
+#: ``MX_BLOCK_SIZE`` (imported above from hw/specs.py, where the number
+#: lives): the only block size the Trainium3 Tensor Engine runs, one scale
+#: per 32 contraction elements; ``to_mx`` accepts others for experiments.
 
 # --- element formats ---------------------------------------------------------
 #: Largest finite magnitude of each element format ("max normal").

@@ -108,8 +108,8 @@ def _sparse_mm_op(a: torch.Tensor, a_scales: Optional[torch.Tensor], a_block_siz
     kept = w.n / w.m
     index_bytes = kept * max(1, (w.m - 1).bit_length()) / 8
     chip_model.charge_matmul("torch_trn3::sparse_mm",
-                             chip_model.operands(a, a_scales, values, values_scales, indices), [out], out.numel() // w.shape[0],
-                             w.shape[0], w.shape[-1], dtype="mxfp8", sparsity=f"{w.n}:{w.m}",
+                             chip_model.operands(a, a_scales, values, values_scales, indices), [out],
+                             out.numel() // w.shape[0], w.shape[0], w.shape[-1], dtype="mxfp8", sparsity=f"{w.n}:{w.m}",
                              weight_bytes_per_element=kept * dtype_bytes("mxfp8") + index_bytes)
     return out
 
