@@ -20,6 +20,8 @@ torchtitan is imported here); on CPU/CUDA runs they do nothing.
 """
 from __future__ import annotations
 
+from ._wrapping import wrap_once
+
 _CONFIG_UTILS = "torchtitan.models.common.config_utils"
 _FLOAT8 = "torchtitan.components.quantization.float8"
 
@@ -68,38 +70,30 @@ def check_float8(config) -> None:
         f"Trainium MX formats.")
 
 
+def _check_attention_first(get_attention_config):
+    def checked(backend, *args, **kwargs):
+        check_attention_backend(backend)
+        return get_attention_config(backend, *args, **kwargs)
+    return checked
+
+
+def _check_float8_first(init):
+    def checked(self, config, *args, **kwargs):
+        check_float8(config)
+        init(self, config, *args, **kwargs)
+    return checked
+
+
 def _wrap_config_utils() -> None:
     import sys
 
-    mod = sys.modules[_CONFIG_UTILS]
-    orig = mod.get_attention_config
-    if getattr(orig, "_trn3_check", False):
-        return
-
-    def get_attention_config(backend, *args, **kwargs):
-        check_attention_backend(backend)
-        return orig(backend, *args, **kwargs)
-
-    get_attention_config._trn3_check = True
-    get_attention_config.__wrapped__ = orig
-    mod.get_attention_config = get_attention_config
+    wrap_once(sys.modules[_CONFIG_UTILS], "get_attention_config", _check_attention_first)
 
 
 def _wrap_float8() -> None:
     import sys
 
-    cls = sys.modules[_FLOAT8].Float8LinearConverter
-    orig = cls.__init__
-    if getattr(orig, "_trn3_check", False):
-        return
-
-    def __init__(self, config, *args, **kwargs):
-        check_float8(config)
-        orig(self, config, *args, **kwargs)
-
-    __init__._trn3_check = True
-    __init__.__wrapped__ = orig
-    cls.__init__ = __init__
+    wrap_once(sys.modules[_FLOAT8].Float8LinearConverter, "__init__", _check_float8_first)
 
 
 def install() -> None:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import os
 
+from ._wrapping import wrap_once
+
 ENV = "TORCH_TRN3_TITAN_REPORT"
 TRACE_ENV = "TORCH_TRN3_TITAN_TRACE"
 _METRICS = "torchtitan.components.metrics"
@@ -50,27 +52,23 @@ def _wrap_metrics_processor() -> None:
 
     from . import DEVICE_NAME
 
-    mp_cls = sys.modules[_METRICS].MetricsProcessor
-    if getattr(mp_cls.log, "_trn3_report", False):
-        return
-    orig_log = mp_cls.log
     dev_mod = getattr(torch, DEVICE_NAME)
 
-    def log(self, step, *args, **kwargs):
-        line = None
-        device = getattr(getattr(self, "device_memory_monitor", None), "device", None)
-        device = torch.device(device) if device is not None else torch.device(DEVICE_NAME, dev_mod.current_device())
-        if device.type == DEVICE_NAME:
-            line = _modelled_line(self, step, device, dev_mod)
-        orig_log(self, step, *args, **kwargs)
-        if line:
-            from torchtitan.tools.logging import logger
+    def with_modelled_line(orig_log):
+        def log(self, step, *args, **kwargs):
+            line = None
+            device = getattr(getattr(self, "device_memory_monitor", None), "device", None)
+            device = torch.device(device) if device is not None else torch.device(DEVICE_NAME, dev_mod.current_device())
+            if device.type == DEVICE_NAME:
+                line = _modelled_line(self, step, device, dev_mod)
+            orig_log(self, step, *args, **kwargs)
+            if line:
+                from torchtitan.tools.logging import logger
 
-            logger.info(line)
+                logger.info(line)
+        return log
 
-    log._trn3_report = True
-    log.__wrapped__ = orig_log
-    mp_cls.log = log
+    wrap_once(sys.modules[_METRICS].MetricsProcessor, "log", with_modelled_line)
 
 
 def _modelled_line(mp, step: int, device, dev_mod) -> str:
@@ -107,23 +105,17 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _wrap_trainer() -> None:
-    """Profiles ``Trainer.train``: a profiler step per ``train_step``; at
-    the end, the summary in torchtitan's log and the trace on disk."""
-    import sys
-
-    trainer_cls = sys.modules[_TRAINER].Trainer
-    if getattr(trainer_cls.train, "_trn3_report", False):
-        return
-    orig_train, orig_step = trainer_cls.train, trainer_cls.train_step
-
+def _profiler_step_after(orig_step):
     def train_step(self, *args, **kwargs):
         out = orig_step(self, *args, **kwargs)
         prof = getattr(self, "_trn3_profile", None)
         if prof is not None:
             prof.step()
         return out
+    return train_step
 
+
+def _profiled(orig_train):
     def train(self, *args, **kwargs):
         from .profiler import profile
 
@@ -135,11 +127,17 @@ def _wrap_trainer() -> None:
             prof.stop()
             self._trn3_profile = None
             _report_profile(prof, self.config.dump_folder)
+    return train
 
-    for new, orig in ((train, orig_train), (train_step, orig_step)):
-        new._trn3_report = True
-        new.__wrapped__ = orig
-    trainer_cls.train, trainer_cls.train_step = train, train_step
+
+def _wrap_trainer() -> None:
+    """Profiles ``Trainer.train``: a profiler step per ``train_step``; at
+    the end, the summary in torchtitan's log and the trace on disk."""
+    import sys
+
+    trainer_cls = sys.modules[_TRAINER].Trainer
+    wrap_once(trainer_cls, "train_step", _profiler_step_after)
+    wrap_once(trainer_cls, "train", _profiled)
 
 
 def _report_profile(prof, dump_folder: str) -> None:
